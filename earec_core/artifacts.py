@@ -1,0 +1,102 @@
+"""Atomic writes and stage manifests.
+
+Every stage writes its outputs into a temporary sibling folder and renames it into place, so a
+killed run leaves either the old complete artifact or none.  Each artifact folder holds
+``manifest.json`` with the stage's config and the hashes of its inputs' manifests; a stage is
+skipped only when that manifest matches exactly.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+MANIFEST = "manifest.json"
+
+
+def write_json(path: Path, data: Any) -> None:
+    """Write JSON atomically (temp file in the same folder + ``os.replace``)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}-", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            json.dump(data, fh, indent=2, sort_keys=True, default=str)
+            fh.write("\n")
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+def write_text(path: Path, text: str) -> None:
+    """Write text atomically."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}-", dir=path.parent)
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        fh.write(text)
+    os.replace(tmp, path)
+
+
+def read_json(path: Path) -> Any:
+    with open(path, encoding="utf-8") as fh:
+        return json.load(fh)
+
+
+def file_hash(path: Path) -> str:
+    """sha256 of a file's bytes (hex)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def manifest_of(directory: Path, stage: str, config: dict, inputs: dict[str, Path]) -> dict:
+    """The manifest a stage *would* write: its config and the hashes of its inputs' manifests."""
+    return {
+        "stage": stage,
+        "config": json.loads(json.dumps(config, sort_keys=True, default=str)),
+        "inputs": {name: file_hash(Path(p) / MANIFEST) for name, p in sorted(inputs.items())},
+    }
+
+
+def is_current(directory: Path, manifest: dict) -> bool:
+    """True if ``directory`` holds a complete artifact whose manifest equals ``manifest``."""
+    path = directory / MANIFEST
+    if not path.is_file():
+        return False
+    try:
+        return read_json(path) == manifest
+    except (OSError, json.JSONDecodeError):
+        return False
+
+
+@contextlib.contextmanager
+def atomic_dir(directory: Path, manifest: dict | None = None) -> Iterator[Path]:
+    """Yield a temporary folder; on success write ``manifest`` into it and swap it into
+    ``directory`` (replacing an older version); on failure delete it and keep the old one."""
+    directory = Path(directory)
+    directory.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{directory.name}-tmp-", dir=directory.parent))
+    try:
+        yield tmp
+        if manifest is not None:
+            write_json(tmp / MANIFEST, manifest)
+        old = None
+        if directory.exists():
+            old = directory.with_name(f".{directory.name}-old-{os.getpid()}")
+            os.replace(directory, old)
+        os.replace(tmp, directory)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)

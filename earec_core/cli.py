@@ -1,0 +1,273 @@
+"""The ``earec`` command line.  Every command works on a run directory (``--run-dir``) whose
+``run.json`` remembers the dataset, backbone and seed, so commands can be run one by one::
+
+    earec run                                   # everything, on MovieLens-100k + SmolLM2-135M
+    earec align --modality text                 # stage 1 for one modality
+    earec compose --weights text=0.5,behavior=0.5
+    earec explain                               # ROUGE-L per modality
+    earec embed text+behavior && earec recommend text+behavior
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import os
+import sys
+import warnings
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from .errors import EarecError
+
+console = Console()
+
+
+class EarecGroup(click.Group):
+    """Turns EarecError into a one-line ``Error: …`` and exit status 2, not a traceback."""
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except EarecError as exc:
+            raise click.ClickException(str(exc)) from None
+
+
+def _quiet_libraries() -> None:
+    # Library chatter (Lightning tips, HF loading bars) hides our own progress output.
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    warnings.filterwarnings("ignore")
+    for name in ("lightning", "lightning.pytorch", "lightning.fabric", "transformers", "peft"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+    try:
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()
+    except ImportError:
+        pass
+
+
+def workspace_options(fn):
+    """Options shared by every command that works on a run directory."""
+
+    @click.option("--run-dir", default="runs/ml-100k", show_default=True, type=click.Path(file_okay=False),
+                  help="Run directory (created if missing; its run.json remembers the settings below).")
+    @click.option("--dataset", default=None, help="RecBole atomic-file folder, or 'ml-100k' (shipped default).")
+    @click.option("--llm", default=None, help="Local HF causal-LM folder (default: shipped SmolLM2-135M-Instruct).")
+    @click.option("--seed", type=int, default=None, help="Seed for every stage (default 0).")
+    @click.option("--k-core", type=int, default=None, help="k-core threshold (default 5).")
+    @click.option("--trust-remote-code", is_flag=True, default=None, help="Allow custom model code from --llm.")
+    @click.option("--quiet", is_flag=True, help="No progress bars.")
+    @functools.wraps(fn)
+    def wrapper(run_dir, dataset, llm, seed, k_core, trust_remote_code, quiet, **kwargs):
+        from .workspace import Workspace
+
+        _quiet_libraries()
+        ws = Workspace(run_dir, progress=not quiet, dataset=dataset, llm=llm, seed=seed, k_core=k_core,
+                       trust_remote_code=trust_remote_code)
+        return fn(ws, **kwargs)
+
+    return wrapper
+
+
+def align_options(fn):
+    from .align import AlignConfig
+
+    d = AlignConfig()
+
+    @click.option("--align-items", default=str(d.max_items), show_default=True,
+                  help="Alignment samples per modality ('all' for every item).")
+    @click.option("--epochs", type=int, default=d.epochs, show_default=True)
+    @click.option("--batch-size", type=int, default=d.batch_size, show_default=True)
+    @click.option("--lora-rank", type=int, default=d.lora_rank, show_default=True)
+    @click.option("--lora-alpha", type=int, default=d.lora_alpha, show_default=True)
+    @click.option("--lora-lr", type=float, default=d.lora_lr, show_default=True)
+    @click.option("--projector-lr", type=float, default=d.projector_lr, show_default=True)
+    @click.option("--projector-pretrain-epochs", type=int, default=d.projector_pretrain_epochs, show_default=True)
+    @click.option("--precision", default=d.precision, show_default=True,
+                  help="Lightning precision; 'auto' = bf16-mixed on GPU, 32-true on CPU.")
+    @functools.wraps(fn)
+    def wrapper(*args, align_items, epochs, batch_size, lora_rank, lora_alpha, lora_lr, projector_lr,
+                projector_pretrain_epochs, precision, **kwargs):
+        if align_items != "all" and not align_items.isdigit():
+            raise click.BadParameter("expected a number or 'all'", param_hint="--align-items")
+        cfg = AlignConfig(
+            max_items=None if align_items == "all" else int(align_items), epochs=epochs, batch_size=batch_size,
+            lora_rank=lora_rank, lora_alpha=lora_alpha, lora_lr=lora_lr, projector_lr=projector_lr,
+            projector_pretrain_epochs=projector_pretrain_epochs, precision=precision,
+        )
+        return fn(*args, align_cfg=cfg, **kwargs)
+
+    return wrapper
+
+
+@click.group(cls=EarecGroup)
+@click.version_option(package_name="earec")
+def cli():
+    """EARec: explainable multi-modality alignment for transferable recommendation."""
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def plugins(as_json):
+    """List installed plugins, what they register, and plugins that failed to load."""
+    from .plugins import broken_plugins, plugin_info, registry
+
+    rows, broken, problems = plugin_info(), broken_plugins(), registry().problems
+    if as_json:
+        click.echo(json.dumps({"plugins": rows, "broken": broken, "problems": problems}, indent=2))
+        return
+    table = Table(title="EARec plugins")
+    for col in ("plugin", "version", "modalities", "recommenders", "hooks"):
+        table.add_column(col)
+    for r in rows:
+        table.add_row(r["name"], r["version"] or "-", ", ".join(r["modalities"]) or "-",
+                      ", ".join(r["recommenders"]) or "-", ", ".join(r["hooks"]))
+    console.print(table)
+    for name, err in broken.items():
+        console.print(f"[red]broken plugin {name!r}[/red]: {err}")
+    for p in problems:
+        console.print(f"[yellow]{p}[/yellow]")
+
+
+@cli.command()
+@workspace_options
+def prepare(ws):
+    """Load and split the dataset and train the ID SASRec baseline (the behaviour encoder)."""
+    from .recommend import id_baseline
+
+    console.print(ws.dataset.stats)
+    res = id_baseline(ws.context, ws["recommender"])
+    console.print({"valid": res.valid, "test": res.test})
+
+
+@cli.command()
+@click.option("--modality", "-m", required=True, help="Modality to align (see `earec plugins`).")
+@click.option("--force", is_flag=True, help="Re-align even if the adapter is current.")
+@workspace_options
+@align_options
+def align(ws, modality, force, align_cfg):
+    """Stage 1: align ONE modality (LoRA adapter + projector) by generating the anchor."""
+    from .align import align as run_align
+
+    out = run_align(ws, modality, align_cfg, force=force)
+    console.print(f"adapter + projector for {modality!r}: {out}")
+
+
+@cli.command()
+@click.option("--weights", "-w", required=True, help="λ per modality, e.g. text=0.5,behavior=0.5 (normalised to sum 1).")
+@click.option("--mode", type=click.Choice(["param", "delta", "svd"]), default="param", show_default=True,
+              help="param: θ=Σλθ (paper eq. 4); delta: exact ΣλΔW; svd: truncated ΣλΔW.")
+@click.option("--name", default=None, help="Composition name (default: modalities joined by '+').")
+@click.option("--svd-rank", type=int, default=None)
+@workspace_options
+def compose(ws, weights, mode, name, svd_rank):
+    """Stage 2: merge aligned adapters with weights λ; every projector is kept."""
+    from .compose import compose as run_compose
+    from .compose import parse_weights
+
+    out = run_compose(ws, parse_weights(weights), mode=mode, name=name, svd_rank=svd_rank)
+    console.print(f"composed adapter: {out}")
+
+
+@cli.command()
+@click.option("--source", "sources", multiple=True,
+              help="LABEL=SOURCE to score (SOURCE: an aligned modality, a composition, or base:MODALITY). "
+                   "Default: every aligned modality before/after alignment and every composition.")
+@click.option("--items", type=int, default=32, show_default=True, help="Held-out items to generate for.")
+@workspace_options
+def explain(ws, sources, items):
+    """Generate the anchor from each modality and report ROUGE-L (explainable alignment)."""
+    from .explain import explain as run_explain
+
+    if sources:
+        table = {}
+        for s in sources:
+            label, _, src = s.partition("=")
+            table[label] = src or label
+    else:
+        table = {}
+        for d in sorted((ws.dir / "adapters").glob("*")):
+            table[f"{d.name} (before alignment)"] = f"base:{d.name}"
+            table[f"{d.name} (aligned alone)"] = d.name
+        for d in sorted((ws.dir / "compositions").glob("*")):
+            table[f"{d.name} (composed)"] = d.name
+        if not table:
+            raise click.ClickException("nothing aligned yet in this run; run `earec align --modality text` first")
+    report = run_explain(ws, table, max_items=items)
+    console.print(report["markdown"])
+
+
+@cli.command()
+@click.argument("source")
+@click.option("--batch-size", type=int, default=16, show_default=True)
+@click.option("--precision", type=click.Choice(["bf16", "fp32"]), default="bf16", show_default=True)
+@workspace_options
+def embed(ws, source, batch_size, precision):
+    """Item embeddings from SOURCE (a composition, an aligned modality, or base:MODALITY)."""
+    from .embed import embed as run_embed
+
+    out = run_embed(ws, source, batch_size=batch_size, precision=precision)
+    console.print(f"item embeddings: {out}")
+
+
+@cli.command()
+@click.argument("source", required=False)
+@workspace_options
+def recommend(ws, source):
+    """Train and evaluate the recommender on SOURCE's item embeddings (no SOURCE: ID SASRec)."""
+    from .recommend import id_baseline, on_embeddings
+
+    if source is None:
+        res = id_baseline(ws.context, ws["recommender"])
+    else:
+        from .embed import embed as run_embed
+
+        res = on_embeddings(ws.context, run_embed(ws, source), ws["recommender"],
+                            options=ws["embedding_recommender_options"])
+    _print_metrics({source or "ID SASRec": {"valid": res.valid, "test": res.test}})
+
+
+def _print_metrics(models: dict) -> None:
+    from .pipeline import METRIC_COLUMNS
+
+    table = Table(title="leave-one-out, full ranking")
+    table.add_column("model")
+    table.add_column("valid NDCG@10")
+    for c in METRIC_COLUMNS:
+        table.add_column(f"test {c}")
+    for name, r in models.items():
+        table.add_row(name, f"{r['valid']['NDCG@10']:.4f}", *(f"{r['test'][c]:.4f}" for c in METRIC_COLUMNS))
+    console.print(table)
+
+
+@cli.command()
+@click.option("--modalities", default="text,behavior", show_default=True)
+@click.option("--weights", "-w", default="text=0.5,behavior=0.5", show_default=True)
+@click.option("--mode", type=click.Choice(["param", "delta", "svd"]), default="param", show_default=True)
+@click.option("--explain-items", type=int, default=32, show_default=True)
+@workspace_options
+@align_options
+def run(ws, modalities, weights, mode, explain_items, align_cfg):
+    """Every stage on the run's dataset, ending with the results table (JSON + Markdown in --run-dir)."""
+    from .compose import parse_weights
+    from .pipeline import RunConfig, run_all
+
+    cfg = RunConfig(modalities=tuple(m.strip() for m in modalities.split(",") if m.strip()),
+                    weights=parse_weights(weights), mode=mode, align=align_cfg, explain_items=explain_items)
+    results = run_all(ws, cfg, console)
+    _print_metrics(results["models"])
+    console.print(f"results: {ws.dir / 'results.md'}")
+
+
+def main() -> None:  # pragma: no cover - console entry point
+    cli(prog_name="earec")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

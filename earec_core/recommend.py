@@ -1,0 +1,109 @@
+"""Training a recommender plugin and evaluating it by full ranking, with cached results."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from .artifacts import atomic_dir, is_current, manifest_of, read_json, write_json
+from .metrics import DEFAULT_KS, evaluate
+from .plugins import Registry
+from .recommender import SequenceSplits
+
+
+@dataclass
+class RecResult:
+    """Validation and test metrics of one trained recommender (plus its ID table, if any)."""
+
+    valid: dict[str, float]
+    test: dict[str, float]
+    seconds: float
+    item_table: torch.Tensor | None = None
+
+
+def train_and_evaluate(
+    registry: Registry,
+    name: str,
+    splits: SequenceSplits,
+    item_embeddings: torch.Tensor | None,
+    *,
+    options: dict | None = None,
+    seed: int = 0,
+    progress: bool = True,
+    workdir: Path | None = None,
+    ks=DEFAULT_KS,
+) -> RecResult:
+    """Fit recommender ``name`` (early stopping on validation) and evaluate valid and test.
+
+    Args:
+        item_embeddings: frozen item features ``(n_items + 1, d)`` (row 0 zeros) or ``None`` for IDs.
+    Raises:
+        RecommenderNotFound: unknown ``name``.
+    """
+    cls = registry.recommender(name)
+    rec = cls(**(options or {}))
+    start = time.perf_counter()
+    rec.fit(splits, item_embeddings, seed=seed, progress=progress, workdir=workdir)
+    seconds = time.perf_counter() - start
+    valid, _ = evaluate(rec.score, splits.valid, splits.n_items, ks)
+    test, _ = evaluate(rec.score, splits.test, splits.n_items, ks)
+    return RecResult(valid=valid, test=test, seconds=seconds, item_table=rec.item_embedding_table())
+
+
+def _cached(directory: Path, manifest: dict, compute) -> RecResult:
+    if is_current(directory, manifest):
+        m = read_json(directory / "metrics.json")
+        table_path = directory / "item_table.safetensors"
+        table = load_file(str(table_path))["table"] if table_path.is_file() else None
+        return RecResult(valid=m["valid"], test=m["test"], seconds=m["seconds"], item_table=table)
+    result = compute()
+    with atomic_dir(directory, manifest) as tmp:
+        write_json(tmp / "metrics.json", {"valid": result.valid, "test": result.test, "seconds": result.seconds})
+        if result.item_table is not None:
+            save_file({"table": result.item_table.contiguous()}, str(tmp / "item_table.safetensors"))
+    return result
+
+
+def id_baseline(ctx, name: str = "sasrec") -> RecResult:
+    """The ID-based recommender of the run (the "ID SASRec" baseline and the behaviour encoder),
+    trained once and cached under ``run_dir/recommend/id-NAME``."""
+    directory = ctx.run_dir / "recommend" / f"id-{name}"
+    manifest = manifest_of(
+        directory, "recommend", {"recommender": name, "options": ctx.recommender_options, "seed": ctx.seed},
+        {"dataset": ctx.run_dir / "dataset"},
+    )
+    return _cached(
+        directory,
+        manifest,
+        lambda: train_and_evaluate(
+            ctx.registry, name, ctx.dataset.splits, None,
+            options=ctx.recommender_options, seed=ctx.seed, progress=ctx.progress,
+        ),
+    )
+
+
+def on_embeddings(ctx, embeddings_dir: Path, name: str = "sasrec", label: str | None = None, options: dict | None = None) -> RecResult:
+    """Train recommender ``name`` on frozen item embeddings from ``embeddings_dir`` (see
+    :mod:`earec_core.embed`), cached under ``run_dir/recommend/LABEL``."""
+    from .embed import load_embeddings
+
+    label = label or embeddings_dir.name
+    directory = ctx.run_dir / "recommend" / label
+    opts = {**ctx.recommender_options, **(options or {})}
+    manifest = manifest_of(
+        directory, "recommend", {"recommender": name, "options": opts, "seed": ctx.seed},
+        {"dataset": ctx.run_dir / "dataset", "embeddings": embeddings_dir},
+    )
+
+    def compute():
+        table = load_embeddings(embeddings_dir, ctx.dataset.catalog.ids)
+        padded = torch.cat([torch.zeros(1, table.shape[1]), table.float()])
+        return train_and_evaluate(
+            ctx.registry, name, ctx.dataset.splits, padded, options=opts, seed=ctx.seed, progress=ctx.progress,
+        )
+
+    return _cached(directory, manifest, compute)

@@ -1,0 +1,151 @@
+"""A *workspace* is one run directory: its settings (``run.json``), the dataset it was built
+from, and every artifact the stages write::
+
+    RUN/run.json                      settings shared by every command on this run
+    RUN/dataset/                      stats.json + manifest (hash of the source files)
+    RUN/encoders/MODALITY/            fitted encoder state (e.g. the behaviour item table)
+    RUN/recommend/id-sasrec/          ID baseline metrics + item table
+    RUN/adapters/MODALITY/            stage 1: peft adapter + projector.safetensors + modality.json
+    RUN/compositions/NAME/            stage 2: composed peft adapter + composition.json
+    RUN/embeddings/NAME/              item_embeddings.safetensors (n_items, hidden)
+    RUN/recommend/NAME/               metrics of the recommender on those embeddings
+    RUN/explain/                      ROUGE-L report and example generations
+    RUN/results.{json,md}             the final table
+"""
+
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+from typing import Any
+
+from .artifacts import atomic_dir, file_hash, is_current, manifest_of, read_json, write_json
+from .backbone import DEFAULT_LLM, load_tokenizer, resolve_llm
+from .context import ModalityContext
+from .data import Dataset, default_dataset_dir, load_dataset
+from .errors import EarecError
+from .modality import Modality
+from .plugins import Registry, registry
+
+DEFAULTS: dict[str, Any] = {
+    "dataset": "ml-100k",
+    "llm": DEFAULT_LLM,
+    "seed": 0,
+    "k_core": 5,
+    "n_related": 3,
+    "anchor_field": None,
+    "modality_options": {},
+    "recommender": "sasrec",
+    "recommender_options": {},
+    "embedding_recommender_options": {"temperature": 0.07},
+    "max_length": 256,
+    "trust_remote_code": False,
+}
+
+
+class Workspace:
+    """Settings and artifacts of one run directory.
+
+    Settings given to the constructor override ``run.json`` and are saved back; anything not
+    given comes from ``run.json`` or :data:`DEFAULTS`, so ``earec align`` after ``earec run``
+    uses the run's own dataset, backbone and seed.
+    """
+
+    def __init__(self, run_dir: str | Path, *, progress: bool = True, **settings):
+        self.dir = Path(run_dir)
+        self.progress = progress
+        stored = read_json(self.dir / "run.json") if (self.dir / "run.json").is_file() else {}
+        unknown = set(settings) - set(DEFAULTS)
+        if unknown:
+            raise EarecError(f"unknown workspace settings: {sorted(unknown)}")
+        self.settings = {**DEFAULTS, **stored, **{k: v for k, v in settings.items() if v is not None}}
+        write_json(self.dir / "run.json", self.settings)
+
+    def __getitem__(self, key: str) -> Any:
+        return self.settings[key]
+
+    # -- data -------------------------------------------------------------------------------------
+    def _dataset_source(self) -> Path:
+        src = self.settings["dataset"]
+        return default_dataset_dir() if src == "ml-100k" else Path(src)
+
+    @functools.cached_property
+    def dataset(self) -> Dataset:
+        """The dataset, loaded and split; records stats and a manifest under ``RUN/dataset``."""
+        ds = load_dataset(
+            self.settings["dataset"],
+            anchor_field=self.settings["anchor_field"],
+            k=self.settings["k_core"],
+            n_related=self.settings["n_related"],
+        )
+        source = self._dataset_source()
+        files = {p.name: file_hash(p) for p in sorted(source.iterdir()) if p.suffix in (".inter", ".item")}
+        cfg = {"source": str(source), "files": files, "k_core": self["k_core"], "n_related": self["n_related"],
+               "anchor_field": self["anchor_field"]}
+        manifest = {"stage": "dataset", "config": cfg, "inputs": {}}
+        directory = self.dir / "dataset"
+        if not is_current(directory, manifest):
+            with atomic_dir(directory, manifest) as tmp:
+                write_json(tmp / "stats.json", ds.stats)
+        return ds
+
+    @functools.cached_property
+    def registry(self) -> Registry:
+        return registry()
+
+    @functools.cached_property
+    def context(self) -> ModalityContext:
+        return ModalityContext(
+            dataset=self.dataset, run_dir=self.dir, registry=self.registry, seed=self["seed"],
+            progress=self.progress, recommender_options=self["recommender_options"],
+        )
+
+    # -- modalities ------------------------------------------------------------------------------
+    def modality(self, name: str) -> Modality:
+        """Modality ``name`` with its encoder state fitted (``prepare``, once per run) and loaded.
+
+        Raises ModalityNotFound for an unregistered name.
+        """
+        cls = self.registry.modality(name)
+        options = self["modality_options"].get(name, {})
+        modality = cls(**options)
+        directory = self.context.artifact_dir(name)
+        manifest = manifest_of(directory, "encoder", {"modality": name, "options": options, "seed": self["seed"]},
+                               {"dataset": self.dir / "dataset"})
+        if is_current(directory, manifest):
+            modality.load(directory)
+            return modality
+        facts = modality.prepare(self.context)
+        write_json(directory / "facts.json", facts)
+        write_json(directory / "manifest.json", manifest)
+        return modality
+
+    # -- backbone ----------------------------------------------------------------------------------
+    @functools.cached_property
+    def llm_path(self) -> Path:
+        return resolve_llm(self["llm"])
+
+    @functools.cached_property
+    def tokenizer(self):
+        return load_tokenizer(self.llm_path, trust_remote_code=self["trust_remote_code"])
+
+    def base_model(self):
+        """A fresh copy of the frozen backbone (each stage wraps its own with peft)."""
+        from .backbone import load_llm
+
+        return load_llm(self.llm_path, trust_remote_code=self["trust_remote_code"])
+
+    def builder(self, modalities: dict[str, Modality]):
+        from .prompt import PromptBuilder
+
+        return PromptBuilder(self.tokenizer, modalities, max_length=self["max_length"])
+
+    # -- paths -------------------------------------------------------------------------------------
+    def adapter_dir(self, modality: str) -> Path:
+        return self.dir / "adapters" / modality
+
+    def composition_dir(self, name: str) -> Path:
+        return self.dir / "compositions" / name
+
+    def embeddings_dir(self, name: str) -> Path:
+        return self.dir / "embeddings" / name

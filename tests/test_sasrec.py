@@ -1,0 +1,237 @@
+"""The built-in SASRec recommender plugin (recommenders/earec_sasrec) on tiny synthetic data."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+import torch
+
+from earec_core.errors import DataError, EarecError
+from earec_core.metrics import evaluate
+from earec_core.recommender import SequenceSplits
+from earec_sasrec import SASRec
+from earec_sasrec.lit import left_pad, train_windows
+from earec_sasrec.model import SASRecNet
+
+N_ITEMS = 40
+KS = (5, 10)
+FAST = dict(hidden_size=32, n_heads=2, inner_size=64, dropout=0.1, max_len=10, lr=1e-2,
+            batch_size=16, max_epochs=20, patience=5, ks=KS)
+
+
+def cyclic_splits(n_users: int = 30, n_items: int = N_ITEMS, seed: int = 0) -> SequenceSplits:
+    """Every user walks the item cycle: the next item is always ``current + 1`` (mod ``n_items``)."""
+    rng = random.Random(seed)
+    train, valid, test = [], [], []
+    for _ in range(n_users):
+        start = rng.randrange(n_items)
+        seq = [(start + i) % n_items + 1 for i in range(rng.randint(8, 14))]
+        train.append(seq[:-2])
+        valid.append((seq[:-2], seq[-2]))
+        test.append((seq[:-1], seq[-1]))
+    return SequenceSplits(n_items, train, valid, test)
+
+
+def random_features(n_items: int = N_ITEMS, dim: int = 48, seed: int = 0) -> torch.Tensor:
+    gen = torch.Generator().manual_seed(seed)
+    features = torch.randn(n_items + 1, dim, generator=gen)
+    features[0] = 0
+    return features
+
+
+@pytest.fixture(scope="module")
+def splits() -> SequenceSplits:
+    return cyclic_splits()
+
+
+@pytest.fixture(scope="module")
+def id_model(splits):
+    model = SASRec(**FAST)
+    model.valid_metrics = model.fit(splits, seed=0, progress=False)
+    return model
+
+
+@pytest.fixture(scope="module")
+def features() -> torch.Tensor:
+    return random_features()
+
+
+@pytest.fixture(scope="module")
+def frozen_model(splits, features):
+    model = SASRec(**FAST)
+    model.valid_metrics = model.fit(splits, features.clone(), seed=0, progress=False)
+    return model
+
+
+# ---------------------------------------------------------------- padding invariance
+
+
+@pytest.mark.parametrize("mode", ["id", "frozen"])
+def test_last_position_does_not_depend_on_left_padding(mode):
+    torch.manual_seed(0)
+    net = SASRecNet(N_ITEMS, hidden_size=32, inner_size=64, max_len=12, dropout=0.5,
+                    item_features=random_features() if mode == "frozen" else None).eval()
+    history = [3, 4, 5, 6, 7]
+    with torch.no_grad():  # the same history left-padded to 5 (no padding), 6, 9 and 12 positions
+        users = torch.cat([net.user_vectors(left_pad([history], n)) for n in (5, 6, 9, 12)])
+        scores = torch.cat([net.score_all(left_pad([history], n)) for n in (5, 6, 9, 12)])
+    assert torch.isfinite(users).all()
+    for row in range(1, len(users)):
+        torch.testing.assert_close(users[row], users[0], atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(scores[row], scores[0], atol=1e-5, rtol=1e-5)
+    # a different history must give a different vector, or the check above proves nothing
+    with torch.no_grad():
+        other = net.user_vectors(left_pad([[9, 8, 7]], 12))
+    assert not torch.allclose(other[0], users[0], atol=1e-3)
+
+
+@pytest.mark.parametrize("fixture", ["id_model", "frozen_model"])
+def test_score_ignores_batch_padding(fixture, request):
+    model = request.getfixturevalue(fixture)
+    short = [5, 6, 7]
+    alone = model.score([short])
+    batched = model.score([short, list(range(1, 10)), [2]])
+    assert alone.shape == (1, N_ITEMS + 1) and batched.shape == (3, N_ITEMS + 1)
+    torch.testing.assert_close(batched[0], alone[0], atol=1e-5, rtol=1e-5)
+
+
+def test_histories_longer_than_max_len_use_their_last_items(id_model):
+    long = [(i % N_ITEMS) + 1 for i in range(25)]
+    torch.testing.assert_close(id_model.score([long]), id_model.score([long[-FAST["max_len"]:]]))
+
+
+# ---------------------------------------------------------------- training
+
+
+def test_train_windows_use_every_target_exactly_once():
+    seq = list(range(1, 124))
+    windows = train_windows([seq, [7], [1, 2]], max_len=50)
+    assert all(2 <= len(w) <= 51 for w in windows)
+    targets = sorted(t for w in windows for t in w[1:])
+    assert targets == sorted(seq[1:] + [2])
+    # each window's input/target pairs are consecutive pairs of the original sequence
+    pairs = {(a, b) for w in windows for a, b in zip(w, w[1:])}
+    assert pairs == set(zip(seq, seq[1:])) | {(1, 2)}
+
+
+def test_id_padding_row_stays_zero_after_training(id_model):
+    table = id_model.item_embedding_table()
+    assert table.shape == (N_ITEMS + 1, FAST["hidden_size"])
+    assert torch.equal(table[0], torch.zeros(FAST["hidden_size"]))
+    assert table[1:].abs().sum() > 0
+
+
+def test_training_learns_the_cyclic_pattern(id_model, splits):
+    metrics, ranks = evaluate(id_model.score, splits.test, N_ITEMS, KS)
+    # random ranking of ~30 unmasked candidates gives HR@5 ~ 0.17
+    assert metrics["HR@5"] > 0.8, metrics
+    assert id_model.valid_metrics["HR@10"] > 0.8
+
+
+def test_fit_returns_best_validation_metrics_and_leaves_eval_mode(id_model, splits):
+    assert set(id_model.valid_metrics) == {"HR@5", "NDCG@5", "HR@10", "NDCG@10"}
+    best = max(h["NDCG@10"] for h in id_model.history)
+    assert id_model.valid_metrics["NDCG@10"] == pytest.approx(best, abs=1e-6)
+    assert len(id_model.history) <= FAST["max_epochs"]
+    assert not id_model.net.training
+
+
+def test_validation_never_reads_the_test_split():
+    class Untouchable(list):
+        def _boom(self, *args, **kwargs):
+            raise AssertionError("fit() read splits.test")
+
+        __iter__ = __len__ = __getitem__ = __bool__ = _boom
+
+    data = cyclic_splits(n_users=10)
+    guarded = SequenceSplits(data.n_items, data.train, data.valid, Untouchable())
+    SASRec(**{**FAST, "max_epochs": 2}).fit(guarded, progress=False)
+
+
+def test_evaluation_counts_every_user_and_ranks_all_items(id_model, splits):
+    _, ranks = evaluate(id_model.score, splits.test, N_ITEMS, KS, batch_size=7)
+    assert ranks.shape == (len(splits.test),)
+    assert ranks.min() >= 0 and ranks.max() < N_ITEMS
+
+
+def test_cutoff_above_item_count_is_a_clear_error(splits):
+    with pytest.raises(DataError, match=r"K=\[50\] exceeds the number of items \(40\)"):
+        SASRec(**{**FAST, "ks": (10, 50)}).fit(splits, progress=False)
+
+
+def test_bad_options_and_unfitted_model_raise():
+    with pytest.raises(EarecError, match="divisible"):
+        SASRec(hidden_size=30, n_heads=4)
+    with pytest.raises(EarecError, match="include 10"):
+        SASRec(ks=(5, 20))
+    with pytest.raises(EarecError, match="not trained"):
+        SASRec().score([[1, 2]])
+
+
+# ---------------------------------------------------------------- frozen embeddings
+
+
+def test_frozen_embeddings_train_evaluate_and_stay_frozen(frozen_model, splits, features):
+    assert frozen_model.item_embedding_table() is None
+    assert torch.equal(frozen_model.net.item_features, features)
+    assert not any(p is frozen_model.net.item_features for p in frozen_model.net.parameters())
+    metrics, ranks = evaluate(frozen_model.score, splits.test, N_ITEMS, KS)
+    assert ranks.shape == (len(splits.test),)
+    assert metrics["HR@5"] > 0.5, metrics  # random: ~0.17
+
+
+def test_temperature_mode_trains(splits, features):
+    model = SASRec(**{**FAST, "max_epochs": 8, "temperature": 0.07})
+    metrics = model.fit(splits, features, progress=False)
+    assert 0.0 <= metrics["NDCG@10"] <= 1.0
+    scores = model.score([[1, 2, 3]])
+    assert scores[0, 1:].abs().max() <= 1 / 0.07 + 1e-4  # cosine / temperature is bounded
+
+
+@pytest.mark.parametrize(
+    "make, match",
+    [
+        (lambda f: f[:-1], r"40 rows .* 40 items: expected 41 rows"),
+        (lambda f: torch.cat([f, f[:2]]), r"43 rows"),
+        (lambda f: f[:, 0], r"2-D"),
+        (lambda f: f.index_put((torch.tensor([3]), torch.tensor([1])), torch.tensor(float("nan"))), r"NaN or Inf .* \[3\]"),
+        (lambda f: f.index_put((torch.tensor([7]),), torch.tensor(float("inf"))), r"NaN or Inf .* \[7\]"),
+        (lambda f: f.long(), r"floating point"),
+    ],
+    ids=["too-few-rows", "too-many-rows", "1-d", "nan", "inf", "integer"],
+)
+def test_bad_frozen_embeddings_raise_data_error(splits, features, make, match):
+    with pytest.raises(DataError, match=match):
+        SASRec(**FAST).fit(splits, make(features.clone()), progress=False)
+
+
+# ---------------------------------------------------------------- persistence and registration
+
+
+@pytest.mark.parametrize("fixture", ["id_model", "frozen_model"])
+def test_save_load_round_trip_gives_identical_scores(fixture, request, tmp_path, splits):
+    model = request.getfixturevalue(fixture)
+    model.save(tmp_path / "m")
+    assert {p.name for p in (tmp_path / "m").iterdir()} == {"model.safetensors", "config.json"}
+    loaded = SASRec.load(tmp_path / "m")
+    histories = [h for h, _ in splits.test]
+    assert torch.equal(loaded.score(histories), model.score(histories))
+    assert loaded.options == model.options
+    assert not loaded.net.training
+
+
+def test_load_rejects_a_foreign_directory(tmp_path):
+    from earec_core.errors import ArtifactError
+
+    with pytest.raises(ArtifactError, match="cannot read"):
+        SASRec.load(tmp_path)
+
+
+def test_plugin_registers_through_the_entry_point():
+    from earec_core.plugins import broken_plugins, registry
+
+    reg = registry()
+    assert "sasrec" not in broken_plugins()
+    assert reg.recommenders.get("sasrec") is SASRec, reg.problems
+    assert reg.recommender_owner["sasrec"] == "sasrec"
