@@ -62,14 +62,27 @@ def workspace_options(fn):
     @click.option("--seed", type=int, default=None, help="Seed for every stage (default 0).")
     @click.option("--k-core", type=int, default=None, help="k-core threshold (default 5).")
     @click.option("--trust-remote-code", is_flag=True, default=None, help="Allow custom model code from --llm.")
+    @click.option("--rec-option", "rec_options", multiple=True, metavar="KEY=VALUE",
+                  help="Recommender option, e.g. max_epochs=50 or hidden_size=64 (repeatable; saved in run.json).")
     @click.option("--quiet", is_flag=True, help="No progress bars.")
     @functools.wraps(fn)
-    def wrapper(run_dir, dataset, llm, seed, k_core, trust_remote_code, quiet, **kwargs):
+    def wrapper(run_dir, dataset, llm, seed, k_core, trust_remote_code, rec_options, quiet, **kwargs):
         from .workspace import Workspace
 
         _quiet_libraries()
+        rec = None
+        if rec_options:
+            rec = {}
+            for opt in rec_options:
+                key, sep, value = opt.partition("=")
+                if not sep or not key:
+                    raise click.BadParameter(f"{opt!r} is not KEY=VALUE", param_hint="--rec-option")
+                try:
+                    rec[key] = json.loads(value)
+                except json.JSONDecodeError:
+                    rec[key] = value
         ws = Workspace(run_dir, progress=not quiet, dataset=dataset, llm=llm, seed=seed, k_core=k_core,
-                       trust_remote_code=trust_remote_code)
+                       trust_remote_code=trust_remote_code, recommender_options=rec)
         return fn(ws, **kwargs)
 
     return wrapper

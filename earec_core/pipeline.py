@@ -37,12 +37,12 @@ class StageTimer:
     def __init__(self, console: Console):
         self.console, self.seconds = console, {}
 
-    def __call__(self, name: str, fn, *args, **kwargs):
-        self.console.rule(f"[bold]{name}")
+    def __call__(self, title: str, fn, *args, **kwargs):
+        self.console.rule(f"[bold]{title}")
         start = time.perf_counter()
         result = fn(*args, **kwargs)
-        self.seconds[name] = round(time.perf_counter() - start, 1)
-        self.console.print(f"[dim]{name}: {self.seconds[name]} s[/dim]")
+        self.seconds[title] = round(time.perf_counter() - start, 1)
+        self.console.print(f"[dim]{title}: {self.seconds[title]} s[/dim]")
         return result
 
 

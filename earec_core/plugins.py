@@ -83,6 +83,13 @@ def unregister_plugin(name: str) -> None:
     _state.broken.pop(name, None)
 
 
+def reload_plugins() -> None:
+    """Forget every registered plugin and load the entry points again (honours the env var)."""
+    global _state
+    _state = PluginManagerState(pm=_new_manager())
+    load_entry_points()
+
+
 def load_entry_points() -> None:
     """Load every ``earec`` entry point once (honouring ``EAREC_LOAD_PLUGINS``)."""
     if _state.loaded:

@@ -236,8 +236,10 @@ def splice(
     b, length, hidden = token_embeddings.shape
     flat = token_embeddings.reshape(b * length, hidden)
     for name, positions in batch.slot_positions.items():
-        feats = modalities[name].encode(batch.slot_items[name]).to(flat.device)
-        proj = projectors[name](feats.to(next(projectors[name].parameters()).dtype))
+        params = list(projectors[name].parameters())
+        dtype = params[0].dtype if params else flat.dtype
+        feats = modalities[name].encode(batch.slot_items[name]).to(device=flat.device, dtype=dtype)
+        proj = projectors[name](feats)
         if proj.shape[-1] != hidden:
             raise EarecError(f"projector of {name!r} outputs width {proj.shape[-1]}, the LLM expects {hidden}")
         flat = flat.index_put((positions.to(flat.device),), proj.reshape(-1, hidden).to(flat.dtype))
