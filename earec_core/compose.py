@@ -1,6 +1,6 @@
 """Stage 2a: composing per-modality LoRA adapters into one (eq. 4 of the paper), with peft.
 
-Modes — exactly what is weighted (λ_i the normalised weights, A_i/B_i the LoRA factors of
+Modes — exactly what is weighted (λ_i the weights, normalised to Σλ=1 in ``param`` mode, A_i/B_i the LoRA factors of
 adapter i in one layer, s_i = alpha_i / r_i its scaling, ΔW_i = s_i B_i A_i):
 
 ``param`` (the paper's θ = Σ λ_i θ_i, as the reference code does it)
@@ -49,10 +49,11 @@ def parse_weights(text: str) -> dict[str, float]:
 
 
 def normalise_weights(weights: dict[str, float], mode: str) -> dict[str, float]:
-    """λ scaled to sum to 1 (eq. 4 requires Σλ = 1).
+    """The λ a mode uses: in ``param`` mode scaled to sum to 1 (eq. 4 requires Σλ = 1); in
+    ``delta``/``svd`` mode used as given (task arithmetic: λ = (1, -1) subtracts an adapter).
 
-    Raises CompositionError: unknown mode, non-finite weights, a zero sum, or negative weights in
-    ``param`` mode (the √ parametrisation cannot express them).
+    Raises CompositionError: unknown mode, non-finite weights, all-zero weights, or negative
+    weights in ``param`` mode (the √ parametrisation cannot express them).
     """
     if mode not in MODES:
         raise CompositionError(f"unknown composition mode {mode!r}; choose one of {', '.join(MODES)}")
@@ -60,9 +61,11 @@ def normalise_weights(weights: dict[str, float], mode: str) -> dict[str, float]:
         raise CompositionError(f"weights must be finite numbers: {weights}")
     if mode == "param" and any(w < 0 for w in weights.values()):
         raise CompositionError("negative weights are not allowed in 'param' mode; use --mode delta for Σ λ_i ΔW_i")
+    if all(w == 0 for w in weights.values()):
+        raise CompositionError(f"all weights are zero: {weights}")
+    if mode != "param":
+        return dict(weights)
     total = sum(weights.values())
-    if abs(total) < 1e-12:
-        raise CompositionError(f"weights sum to zero: {weights}")
     return {k: v / total for k, v in weights.items()}
 
 

@@ -155,6 +155,11 @@ def test_evaluation_counts_every_user_and_ranks_all_items(id_model, splits):
     assert ranks.min() >= 0 and ranks.max() < N_ITEMS
 
 
+def test_out_of_range_history_item_is_a_clear_error(id_model):
+    with pytest.raises(DataError, match=r"41 is outside 1\.\.40"):
+        id_model.score([[1, 2], [41]])
+
+
 def test_cutoff_above_item_count_is_a_clear_error(splits):
     with pytest.raises(DataError, match=r"K=\[50\] exceeds the number of items \(40\)"):
         SASRec(**{**FAST, "ks": (10, 50)}).fit(splits, progress=False)

