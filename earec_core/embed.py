@@ -68,6 +68,7 @@ def encode_items(aligned: AlignedModel, builder, catalog, item_ids: list[str], *
 def embed(ws, source: str, *, batch_size: int = 16, precision: str = "bf16", force: bool = False) -> Path:
     """Embed every catalog item with ``source`` (see :func:`earec_core.model.resolve`) into
     ``RUN/embeddings/SOURCE``; skipped when its manifest matches."""
+    catalog = ws.dataset.catalog  # loads the dataset (and writes its manifest) first
     adapter, names = resolve(ws, source)
     label = source.replace(":", "-").replace(",", "+")
     out = ws.embeddings_dir(label)
@@ -82,7 +83,6 @@ def embed(ws, source: str, *, batch_size: int = 16, precision: str = "bf16", for
     if not force and is_current(out, manifest):
         return out
     aligned = load_aligned(ws, source, seed=ws["seed"])
-    catalog = ws.dataset.catalog
     builder = ws.builder(aligned.modalities)
     emb = encode_items(aligned, builder, catalog, catalog.ids, batch_size=batch_size, precision=precision,
                        progress=ws.progress)
