@@ -204,7 +204,7 @@ class SASRec(Recommender):
                 callbacks=[EarlyStopping(monitor=monitor, mode="max", patience=opts["patience"]), checkpoint],
                 logger=False,
                 enable_progress_bar=progress,
-                enable_model_summary=progress,
+                enable_model_summary=False,
                 num_sanity_val_steps=0,
                 accelerator="auto",
                 devices=1,
