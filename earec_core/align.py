@@ -24,6 +24,7 @@ from safetensors.torch import save_file
 from torch import nn
 from torch.utils.data import DataLoader
 
+from .aligned import base_fingerprint
 from .artifacts import atomic_dir, is_current, manifest_of, write_json
 from .backbone import decoder_and_head
 from .modality import Modality
@@ -184,8 +185,8 @@ def align(ws, modality_name: str, cfg: AlignConfig | None = None, *, force: bool
         out, "align",
         {"modality": modality_name, "align": cfg.as_dict(), "llm": str(ws.llm_path), "seed": ws["seed"],
          "max_length": ws["max_length"]},
-        {"dataset": ws.dir / "dataset", "encoder": ws.context.artifact_dir(modality_name)}
-        if (ws.context.artifact_dir(modality_name) / "manifest.json").is_file() else {"dataset": ws.dir / "dataset"},
+        # ws.modality() has fitted (or verified) the encoder state and written its manifest
+        {"dataset": ws.dir / "dataset", "encoder": ws.context.artifact_dir(modality_name)},
     )
     if not force and is_current(out, manifest):
         return out
@@ -230,6 +231,7 @@ def align(ws, modality_name: str, cfg: AlignConfig | None = None, *, force: bool
             "tokens_per_item": modality.tokens_per_item,
             "hidden_size": d_llm,
             "base_model": str(ws.llm_path),
+            "base_config": base_fingerprint(model.config),  # checked before the adapter is loaded again
             "options": modality.options,
             "align": cfg.as_dict(),
             "train_log": log,

@@ -79,13 +79,52 @@ def is_current(directory: Path, manifest: dict) -> bool:
         return False
 
 
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OSError):
+        return True  # exists but is not ours, or cannot tell: leave its folders alone
+    return True
+
+
+def sweep_stale(directory: Path) -> list[Path]:
+    """Delete leftovers of *killed* writers of ``directory``: ``.NAME-tmp-PID-*`` and
+    ``.NAME-old-PID`` siblings whose process no longer runs.  Folders of live processes (a
+    concurrent writer) are kept.  Returns what was removed.  Leftovers are never read as
+    results (readers only look at ``directory`` itself and its ``manifest.json``)."""
+    directory = Path(directory)
+    removed = []
+    if not directory.parent.is_dir():
+        return removed
+    for prefix in (f".{directory.name}-tmp-", f".{directory.name}-old-"):
+        for p in directory.parent.glob(f"{glob_escape(prefix)}*"):
+            pid = p.name[len(prefix):].split("-", 1)[0]
+            if pid.isdigit() and not _pid_alive(int(pid)):
+                shutil.rmtree(p, ignore_errors=True)
+                removed.append(p)
+    return removed
+
+
+def glob_escape(text: str) -> str:
+    """``text`` with glob metacharacters escaped (artifact names like ``text+behavior`` are literal)."""
+    return "".join(f"[{c}]" if c in "*?[" else c for c in text)
+
+
 @contextlib.contextmanager
 def atomic_dir(directory: Path, manifest: dict | None = None) -> Iterator[Path]:
     """Yield a temporary folder; on success write ``manifest`` into it and swap it into
-    ``directory`` (replacing an older version); on failure delete it and keep the old one."""
+    ``directory`` (replacing an older version); on failure delete it and keep the old one.
+
+    The temporary folder is ``.NAME-tmp-PID-XXXX`` next to ``directory``; one left behind by a
+    killed process (SIGKILL skips the cleanup) is removed by the next write of ``directory``
+    (see :func:`sweep_stale`).  ``manifest.json`` is written last, so an artifact folder with a
+    manifest is complete."""
     directory = Path(directory)
     directory.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{directory.name}-tmp-", dir=directory.parent))
+    sweep_stale(directory)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{directory.name}-tmp-{os.getpid()}-", dir=directory.parent))
     try:
         yield tmp
         if manifest is not None:

@@ -88,10 +88,17 @@ def resolve_llm(path: str | os.PathLike | None) -> Path:
 
 
 def load_tokenizer(path: Path, *, trust_remote_code: bool = False):
-    """Tokenizer with left padding (prompts end where generation/embedding starts) and a pad id."""
+    """Tokenizer with left padding (prompts end where generation/embedding starts) and a pad id.
+
+    Raises EarecError if the folder holds no tokenizer transformers can load.
+    """
     from transformers import AutoTokenizer
 
-    tok = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
+    try:
+        tok = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise EarecError(f"cannot load a tokenizer from {path}: {first}") from None
     tok.padding_side = "left"
     if tok.pad_token_id is None:
         tok.pad_token = tok.eos_token

@@ -27,13 +27,15 @@ console = Console()
 
 
 class EarecGroup(click.Group):
-    """Turns EarecError into a one-line ``Error: …`` and exit status 2, not a traceback."""
+    """Turns EarecError into a one-line ``Error: …`` (line breaks in the message are folded)
+    and exit status 1, not a traceback."""
 
     def invoke(self, ctx):
         try:
             return super().invoke(ctx)
         except EarecError as exc:
-            raise click.ClickException(str(exc)) from None
+            message = " ".join(line.strip() for line in str(exc).splitlines() if line.strip())
+            raise click.ClickException(message or type(exc).__name__) from None
 
 
 def _quiet_libraries() -> None:
@@ -52,6 +54,29 @@ def _quiet_libraries() -> None:
         pass
 
 
+def _modality_options(run_dir, given) -> dict:
+    """``MODALITY.KEY=VALUE`` strings merged into the run's stored ``modality_options`` (a value is
+    JSON if it parses, else a string: ``layer=-2`` is a number, ``encoder=/m/clip`` a path)."""
+    from pathlib import Path
+
+    from .artifacts import read_json
+
+    stored_file = Path(run_dir) / "run.json"
+    stored = read_json(stored_file).get("modality_options", {}) if stored_file.is_file() else {}
+    merged = {m: dict(o) for m, o in stored.items()}
+    for opt in given:
+        key, sep, value = opt.partition("=")
+        modality, dot, name = key.partition(".")
+        if not sep or not dot or not modality.strip() or not name.strip():
+            raise click.BadParameter(f"{opt!r} is not MODALITY.KEY=VALUE", param_hint="--modality-option")
+        try:
+            parsed = json.loads(value)
+        except json.JSONDecodeError:
+            parsed = value
+        merged.setdefault(modality.strip(), {})[name.strip()] = parsed
+    return merged
+
+
 def workspace_options(fn):
     """Options shared by every command that works on a run directory."""
 
@@ -64,9 +89,15 @@ def workspace_options(fn):
     @click.option("--trust-remote-code", is_flag=True, default=None, help="Allow custom model code from --llm.")
     @click.option("--rec-option", "rec_options", multiple=True, metavar="KEY=VALUE",
                   help="Recommender option, e.g. max_epochs=50 or hidden_size=64 (repeatable; saved in run.json).")
+    @click.option("--modality-option", "modality_options", multiple=True, metavar="MODALITY.KEY=VALUE",
+                  help="Modality option, e.g. vision.encoder=/models/clip or vision.features=pooled (repeatable; "
+                       "merged into run.json's modality_options).")
+    @click.option("--max-length", type=int, default=None,
+                  help="Token budget per prompt (default 256; image patch features need more: 576 per image for CLIP-L/14-336).")
     @click.option("--quiet", is_flag=True, help="No progress bars.")
     @functools.wraps(fn)
-    def wrapper(run_dir, dataset, llm, seed, k_core, trust_remote_code, rec_options, quiet, **kwargs):
+    def wrapper(run_dir, dataset, llm, seed, k_core, trust_remote_code, rec_options, modality_options, max_length,
+                quiet, **kwargs):
         from .workspace import Workspace
 
         _quiet_libraries()
@@ -81,8 +112,10 @@ def workspace_options(fn):
                     rec[key] = json.loads(value)
                 except json.JSONDecodeError:
                     rec[key] = value
+        mod = _modality_options(run_dir, modality_options) if modality_options else None
         ws = Workspace(run_dir, progress=not quiet, dataset=dataset, llm=llm, seed=seed, k_core=k_core,
-                       trust_remote_code=trust_remote_code, recommender_options=rec)
+                       trust_remote_code=trust_remote_code, recommender_options=rec, modality_options=mod,
+                       max_length=max_length)
         return fn(ws, **kwargs)
 
     return wrapper
@@ -173,18 +206,28 @@ def align(ws, modality, force, align_cfg):
 
 
 @cli.command()
-@click.option("--weights", "-w", required=True, help="λ per modality, e.g. text=0.5,behavior=0.5 (normalised to sum 1).")
+@click.option("--weights", "-w", default=None, help="λ per modality, e.g. text=0.5,behavior=0.5 (normalised to sum 1).")
+@click.option("--add", "add", default=None, metavar="M=λ",
+              help="With --from: add modalities to an existing composition, e.g. audio=0.2 (old λ scaled by 0.8).")
+@click.option("--from", "parent", default=None, metavar="NAME", help="The composition --add extends.")
 @click.option("--mode", type=click.Choice(["param", "delta", "svd"]), default="param", show_default=True,
               help="param: θ=Σλθ (paper eq. 4); delta: exact ΣλΔW; svd: truncated ΣλΔW.")
 @click.option("--name", default=None, help="Composition name (default: modalities joined by '+').")
 @click.option("--svd-rank", type=int, default=None)
 @workspace_options
-def compose(ws, weights, mode, name, svd_rank):
-    """Stage 2: merge aligned adapters with weights λ; every projector is kept."""
-    from .compose import compose as run_compose
-    from .compose import parse_weights
+def compose(ws, weights, add, parent, mode, name, svd_rank):
+    """Stage 2: merge aligned adapters with weights λ; every projector is kept.
 
-    out = run_compose(ws, parse_weights(weights), mode=mode, name=name, svd_rank=svd_rank)
+    `--add audio=0.2 --from text+behavior` extends an existing composition instead."""
+    from .compose import compose as run_compose
+    from .compose import extend, parse_weights
+
+    if (add is None) != (parent is None) or (add is not None) == (weights is not None):
+        raise click.UsageError("give either --weights, or --add together with --from")
+    if add is not None:
+        out = extend(ws, parent, parse_weights(add), name=name, svd_rank=svd_rank)
+    else:
+        out = run_compose(ws, parse_weights(weights), mode=mode, name=name, svd_rank=svd_rank)
     console.print(f"composed adapter: {out}")
 
 
@@ -205,10 +248,10 @@ def explain(ws, sources, items):
             table[label] = src or label
     else:
         table = {}
-        for d in sorted((ws.dir / "adapters").glob("*")):
+        for d in sorted((ws.dir / "adapters").glob("[!.]*")):  # .NAME-tmp-* are unfinished writes
             table[f"{d.name} (before alignment)"] = f"base:{d.name}"
             table[f"{d.name} (aligned alone)"] = d.name
-        for d in sorted((ws.dir / "compositions").glob("*")):
+        for d in sorted((ws.dir / "compositions").glob("[!.]*")):
             table[f"{d.name} (composed)"] = d.name
         if not table:
             raise click.ClickException("nothing aligned yet in this run; run `earec align --modality text` first")

@@ -24,7 +24,7 @@ import math
 import shutil
 from pathlib import Path
 
-from .aligned import read_modality_meta
+from .aligned import check_adapter, read_modality_meta
 from .artifacts import atomic_dir, is_current, manifest_of, read_json, write_json
 from .errors import CompositionError
 
@@ -33,13 +33,18 @@ COMPOSED = "default"  # peft saves the adapter named "default" at the folder's t
 
 
 def parse_weights(text: str) -> dict[str, float]:
-    """``"text=0.5,behavior=0.5"`` -> ``{"text": 0.5, "behavior": 0.5}``. Raises CompositionError."""
+    """``"text=0.5,behavior=0.5"`` -> ``{"text": 0.5, "behavior": 0.5}``.
+
+    Raises CompositionError for a part that is not NAME=NUMBER, a name given twice, or no weights.
+    """
     weights: dict[str, float] = {}
     for part in filter(None, (p.strip() for p in text.split(","))):
         name, sep, value = part.partition("=")
         try:
             if not sep:
                 raise ValueError
+            if name.strip() in weights:
+                raise CompositionError(f"weight for {name.strip()!r} given twice in {text!r}")
             weights[name.strip()] = float(value)
         except ValueError:
             raise CompositionError(f"bad weight {part!r}: expected NAME=NUMBER, e.g. text=0.5,behavior=0.5") from None
@@ -70,7 +75,7 @@ def normalise_weights(weights: dict[str, float], mode: str) -> dict[str, float]:
 
 
 def compose(ws, weights: dict[str, float], *, mode: str = "param", name: str | None = None,
-            svd_rank: int | None = None, force: bool = False) -> Path:
+            svd_rank: int | None = None, force: bool = False, provenance: dict | None = None) -> Path:
     """Compose the aligned adapters of ``weights``' modalities into ``RUN/compositions/NAME``.
 
     The result is a peft adapter folder (``PeftModel.from_pretrained`` loads it) plus
@@ -78,7 +83,9 @@ def compose(ws, weights: dict[str, float], *, mode: str = "param", name: str | N
 
     Raises:
         CompositionError: bad weights/mode, an adapter missing, adapters trained on different
-            backbones, or ranks that the mode cannot combine.
+            backbones (or on another backbone than the run's), an adapter folder without
+            ``adapter_model.safetensors`` (pickled weights are never loaded), or ranks that the
+            mode cannot combine.
     """
     from peft import PeftModel
 
@@ -94,15 +101,23 @@ def compose(ws, weights: dict[str, float], *, mode: str = "param", name: str | N
     bases = {meta["hidden_size"] for meta in metas.values()}
     if len(bases) > 1:
         raise CompositionError(f"adapters were aligned on backbones of different widths: { {m: x['hidden_size'] for m, x in metas.items()} }")
+    fingerprints = {m: meta.get("base_config") for m, meta in metas.items()}
+    known = [f for f in fingerprints.values() if f]
+    if any(f != known[0] for f in known):
+        raise CompositionError(f"adapters were aligned on different base models: {fingerprints}")
     ranks = {m: c["r"] for m, c in configs.items()}
     if mode == "param" and len(set(ranks.values())) > 1:
         raise CompositionError(f"'param' mode sums LoRA factors and needs equal ranks, got {ranks}; use --mode delta or svd")
-    manifest = manifest_of(out, "compose", {"weights": lambdas, "mode": mode, "svd_rank": svd_rank},
-                           {f"adapter:{m}": d for m, d in dirs.items()})
+    config = {"weights": lambdas, "mode": mode, "svd_rank": svd_rank}
+    if provenance:  # e.g. {"parent": NAME, "added": {...}} from extend(); recorded in composition.json
+        config["provenance"] = provenance
+    manifest = manifest_of(out, "compose", config, {f"adapter:{m}": d for m, d in dirs.items()})
     if not force and is_current(out, manifest):
         return out
 
     model = ws.base_model()
+    for m, d in dirs.items():
+        check_adapter(d, model, fingerprint=fingerprints[m], error=CompositionError)
     names = list(lambdas)
     try:
         peft_model = PeftModel.from_pretrained(model, str(dirs[names[0]]), adapter_name=names[0])
@@ -129,6 +144,47 @@ def compose(ws, weights: dict[str, float], *, mode: str = "param", name: str | N
         write_json(tmp / "composition.json", {
             "name": name, "mode": mode, "weights_given": weights, "weights": lambdas,
             "peft_combination": combination, "peft_weights": dict(zip(names, peft_weights)),
-            "ranks": ranks, "modalities": names, "adapters": {m: str(d) for m, d in dirs.items()},
+            **(provenance or {}),
+            "ranks": ranks, "modalities": names, "base_config": known[0] if known else None, "adapters": {m: str(d) for m, d in dirs.items()},
         })
     return out
+
+
+def extend(ws, parent: str, added: dict[str, float], *, name: str | None = None, svd_rank: int | None = None,
+           force: bool = False) -> Path:
+    """Add modalities to the existing composition ``parent`` (the paper's expansibility claim):
+    with ``a = Σ added``, the new λ are ``λ_parent · (1 - a)`` for the parent's modalities plus
+    ``added`` (normalised again in ``param`` mode; the parent's mode is kept).  Nothing of the
+    parent or of any aligned modality is modified; the result is a new composition ``name``
+    (default ``PARENT+M``) whose ``composition.json`` records ``parent`` and ``added``.
+
+    ``added = {"audio": 0.0}`` reproduces the parent's adapter exactly.
+
+    Raises:
+        CompositionError: no composition ``parent``, an added modality already in it, or added
+            weights outside ``[0, 1)`` in total.
+    """
+    pdir = ws.composition_dir(parent)
+    if not (pdir / "composition.json").is_file():
+        raise CompositionError(f"no composition named {parent!r} in {ws.dir / 'compositions'}; "
+                               "compose it first with `earec compose --weights ...`")
+    info = read_json(pdir / "composition.json")
+    old = dict(info["weights"])
+    again = sorted(set(added) & set(old))
+    if again:
+        raise CompositionError(f"{again} already in composition {parent!r}; use `earec compose --weights` to re-weight")
+    from .artifacts import MANIFEST, file_hash
+
+    parent_inputs = read_json(pdir / MANIFEST).get("inputs", {}) if (pdir / MANIFEST).is_file() else {}
+    for m in old:
+        current = ws.adapter_dir(m) / MANIFEST
+        if f"adapter:{m}" in parent_inputs and (not current.is_file() or file_hash(current) != parent_inputs[f"adapter:{m}"]):
+            raise CompositionError(f"modality {m!r} was re-aligned after composition {parent!r} was made; "
+                                   "re-compose the parent first so the extension starts from the same adapters")
+    total = sum(added.values())
+    if any(not math.isfinite(w) or w < 0 for w in added.values()) or not 0 <= total < 1:
+        raise CompositionError(f"added weights must be >= 0 and sum to less than 1, got {added}")
+    weights = {m: w * (1 - total) for m, w in old.items()} | dict(added)
+    name = name or "+".join([parent, *sorted(added)])
+    return compose(ws, weights, mode=info["mode"], name=name, svd_rank=svd_rank, force=force,
+                   provenance={"parent": parent, "parent_weights": old, "added": dict(added)})

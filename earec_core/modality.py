@@ -69,6 +69,16 @@ class Modality(ABC):
         (the modality is then left out of that item's prompt)."""
         raise NotImplementedError
 
+    def limited_fragment(self, item: Item, max_related: int) -> Fragment | None:
+        """The fragment with at most ``max_related`` related-item slots.
+
+        :class:`~earec_core.prompt.PromptBuilder` calls this to drop related slots one at a time
+        when a prompt exceeds its token budget.  The default is all or nothing
+        (``fragment(item, with_related=max_related > 0)``); override it to keep as many related
+        items as fit.
+        """
+        return self.fragment(item, with_related=max_related > 0)
+
     # -- encoder side (slot modalities only) ---------------------------------------------------
     @property
     def feature_dim(self) -> int:

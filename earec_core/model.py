@@ -8,7 +8,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from .aligned import load_projector
+from .aligned import check_adapter, load_projector
 from .artifacts import read_json
 from .errors import ArtifactError
 from .modality import Modality
@@ -39,19 +39,27 @@ def resolve(ws, source: str) -> tuple[Path | None, list[str]]:
     adapter = ws.adapter_dir(source)
     if (adapter / "modality.json").is_file():
         return adapter, [source]
-    known = sorted(p.name for sub in ("compositions", "adapters") for p in (ws.dir / sub).glob("*") if p.is_dir())
+    known = sorted(p.name for sub in ("compositions", "adapters") for p in (ws.dir / sub).glob("*")
+                   if p.is_dir() and not p.name.startswith("."))
     raise ArtifactError(f"no composition or aligned modality named {source!r} in {ws.dir} (found: {known or 'none'})")
 
 
 def load_aligned(ws, source: str, *, seed: int = 0) -> AlignedModel:
     """Backbone with ``source``'s adapter merged in (peft ``merge_and_unload``) and every
     modality's trained projector.  For ``base:…`` sources projectors are freshly initialised
-    with ``seed``."""
+    with ``seed``.
+
+    Raises:
+        ArtifactError: the adapter folder has no ``adapter_model.safetensors`` (pickled weights are
+            never loaded), or it was aligned on another base model / hidden size.
+    """
     from peft import PeftModel
 
     adapter, names = resolve(ws, source)
     model = ws.base_model()
     if adapter is not None:
+        meta = adapter / ("composition.json" if (adapter / "composition.json").is_file() else "modality.json")
+        check_adapter(adapter, model, fingerprint=read_json(meta).get("base_config"))
         try:
             model = PeftModel.from_pretrained(model, str(adapter)).merge_and_unload()
         except (RuntimeError, ValueError) as exc:

@@ -23,6 +23,19 @@ log = logging.getLogger(__name__)
 
 ENTRY_POINT_GROUP = "earec"
 LOAD_ENV = "EAREC_LOAD_PLUGINS"
+TRACE_ENV = "EAREC_TRACE_HOOKS"
+
+
+def tracing() -> bool:
+    """Whether ``EAREC_TRACE_HOOKS`` asks for hook calls to be traced to stderr."""
+    return os.environ.get(TRACE_ENV, "").strip().lower() not in ("", "0", "false", "no")
+
+
+def _trace(message: str) -> None:
+    if tracing():
+        import sys
+
+        sys.stderr.write(f"[earec hooks] {message}\n")
 
 
 @dataclass
@@ -37,6 +50,11 @@ class PluginManagerState:
 def _new_manager() -> pluggy.PluginManager:
     pm = pluggy.PluginManager("earec")
     pm.add_hookspecs(hookspecs)
+    if tracing():  # pluggy's own tracer for calls made through pm.hook.* (as datasette does)
+        import sys
+
+        pm.trace.root.setwriter(lambda text: sys.stderr.write(f"[earec hooks] {text}"))
+        pm.enable_tracing()
     return pm
 
 
@@ -63,6 +81,7 @@ def register_plugin(plugin: Any, name: str) -> bool:
     """
     pm = _state.pm
     try:
+        _trace(f"register plugin {name!r}")
         pm.register(plugin, name=name)
         pm.check_pending()
     except Exception as exc:  # a broken plugin must not take the others down
@@ -198,9 +217,14 @@ def registry() -> Registry:
         # Call each implementation on its own (pluggy's own hookimpl records) so that registrations
         # are attributed to their plugin and one failing plugin does not hide the others.
         for impl in getattr(pm.hook, hook).get_hookimpls():
+            _trace(f"call {hook}(register) -> plugin {impl.plugin_name!r} ({getattr(impl.function, '__module__', '?')})")
+            before = len(table)
             try:
                 impl.function(register=collector(kind, base, table, owners, impl.plugin_name))
+                _trace(f"  {impl.plugin_name!r} registered {sorted(k for k, v in owners.items() if v == impl.plugin_name)}"
+                       f" ({len(table) - before} new)")
             except Exception as exc:
+                _trace(f"  {impl.plugin_name!r} raised {type(exc).__name__}: {exc}")
                 msg = f"plugin {impl.plugin_name!r} failed in {hook}: {type(exc).__name__}: {exc}"
                 reg.problems.append(msg)
                 log.warning(msg)

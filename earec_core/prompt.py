@@ -65,8 +65,10 @@ class PromptBuilder:
             layout is used when it has none) and an EOS token.
         modalities: the modality objects by name; their order is the order in the prompt.
         max_length: token budget per sample.  Related-item slots are dropped first when a
-            prompt does not fit; the answer is never truncated (a sample that still does not fit
-            raises PromptError, which callers count and skip).
+            prompt does not fit, one at a time and the costliest (largest ``tokens_per_item``)
+            first, through :meth:`Modality.limited_fragment`; the item's own slots and the answer
+            are never truncated (a sample that still does not fit raises PromptError, which
+            callers count and skip).
     """
 
     def __init__(
@@ -98,20 +100,35 @@ class PromptBuilder:
             text = text.replace(p, p.replace("<", "‹").replace(">", "›"))
         return text
 
+    def _checked(self, name: str, frag: Fragment | None) -> Fragment | None:
+        modality = self.modalities[name]
+        if frag is None:
+            return None
+        if modality.placeholder is None:
+            return Fragment(self._neutralise(frag.text), [])
+        if frag.text.count(modality.placeholder) != len(frag.slot_items):
+            raise PromptError(
+                f"modality {name!r}: fragment has {frag.text.count(modality.placeholder)} placeholders "
+                f"but {len(frag.slot_items)} slot items"
+            )
+        return frag
+
     def fragments(self, item, *, with_related: bool) -> list[tuple[str, Fragment]]:
         out = []
         for name, modality in self.modalities.items():
-            frag = modality.fragment(item, with_related=with_related)
-            if frag is None:
-                continue
-            if modality.placeholder is None:
-                frag = Fragment(self._neutralise(frag.text), [])
-            elif frag.text.count(modality.placeholder) != len(frag.slot_items):
-                raise PromptError(
-                    f"modality {name!r}: fragment has {frag.text.count(modality.placeholder)} placeholders "
-                    f"but {len(frag.slot_items)} slot items"
-                )
-            out.append((name, frag))
+            frag = self._checked(name, modality.fragment(item, with_related=with_related))
+            if frag is not None:
+                out.append((name, frag))
+        return out
+
+    def _limited_fragments(self, item, full, limits: Mapping[str, int], related: Mapping[str, int]):
+        """``full`` with modality ``m`` re-rendered to at most ``limits[m]`` related slots."""
+        out = []
+        for name, frag in full:
+            if limits[name] < related[name]:
+                frag = self._checked(name, self.modalities[name].limited_fragment(item, limits[name]))
+            if frag is not None:
+                out.append((name, frag))
         return out
 
     def render(self, frags: Sequence[tuple[str, Fragment]]) -> str:
@@ -152,14 +169,29 @@ class PromptBuilder:
                 raise PromptError(f"item {item.id!r} has an empty anchor (title); it cannot be an alignment sample")
             answer = self.tokenizer(self._neutralise(anchor), add_special_tokens=False)["input_ids"]
             answer = answer + [self.tokenizer.eos_token_id]
-        for related in ([True, False] if with_related else [False]):
-            frags = self.fragments(item, with_related=related)
-            if not frags:
-                raise PromptError(f"item {item.id!r} has no input for modalities {sorted(self.modalities)}")
-            prompt_ids, slots = self._tokenise(self.render(frags), frags)
-            if len(prompt_ids) + len(answer) <= self.max_length:
-                labels = [IGNORE_INDEX] * len(prompt_ids) + answer
-                return Sample(item.id, prompt_ids + answer, labels, slots)
+        full = frags = self.fragments(item, with_related=with_related)
+        if not frags:
+            raise PromptError(f"item {item.id!r} has no input for modalities {sorted(self.modalities)}")
+        # Related slots per modality (slots with related items minus slots without), so they can be
+        # dropped one at a time, the costliest (largest k) first, until the prompt fits.
+        own = {name: len(f.slot_items) for name, f in self.fragments(item, with_related=False)} if with_related else {}
+        related = {name: max(0, len(f.slot_items) - own.get(name, 0)) if with_related else 0 for name, f in frags}
+        limits = dict(related)
+        tried: set[tuple[str, ...]] = set()
+        while True:
+            key = tuple(f.text for _, f in frags)
+            if key not in tried:  # an all-or-nothing modality renders the same prompt for several limits
+                tried.add(key)
+                prompt_ids, slots = self._tokenise(self.render(frags), frags)
+                if len(prompt_ids) + len(answer) <= self.max_length:
+                    labels = [IGNORE_INDEX] * len(prompt_ids) + answer
+                    return Sample(item.id, prompt_ids + answer, labels, slots)
+            droppable = [name for name in limits if limits[name] > 0]
+            if not droppable:
+                break
+            name = max(droppable, key=lambda n: (self.modalities[n].tokens_per_item, limits[n]))
+            limits[name] -= 1
+            frags = self._limited_fragments(item, full, limits, related)
         raise PromptError(
             f"item {item.id!r}: prompt of {len(prompt_ids)} + answer of {len(answer)} tokens exceeds "
             f"max_length={self.max_length}; raise --max-length"

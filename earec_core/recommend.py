@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -10,6 +11,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from .artifacts import atomic_dir, is_current, manifest_of, read_json, write_json
+from .errors import DataError, EarecError
 from .metrics import DEFAULT_KS, evaluate
 from .plugins import Registry
 from .recommender import SequenceSplits
@@ -43,15 +45,39 @@ def train_and_evaluate(
         item_embeddings: frozen item features ``(n_items + 1, d)`` (row 0 zeros) or ``None`` for IDs.
     Raises:
         RecommenderNotFound: unknown ``name``.
+        EarecError: an option the recommender does not accept (e.g. ``--rec-option notanoption=1``),
+            naming the ones it does.
+        DataError: the dataset has fewer items than a cutoff K of the evaluation (before training).
     """
     cls = registry.recommender(name)
-    rec = cls(**(options or {}))
+    too_big = [k for k in ks if k > splits.n_items]
+    if too_big:
+        raise DataError(f"the dataset has {splits.n_items} items, fewer than the evaluation cutoff K={too_big}: "
+                        "full-ranking HR/NDCG@K needs at least K items; use a larger dataset or a lower --k-core")
+    rec = _construct(cls, name, options or {})
     start = time.perf_counter()
     rec.fit(splits, item_embeddings, seed=seed, progress=progress, workdir=workdir)
     seconds = time.perf_counter() - start
     valid, _ = evaluate(rec.score, splits.valid, splits.n_items, ks)
     test, _ = evaluate(rec.score, splits.test, splits.n_items, ks)
     return RecResult(valid=valid, test=test, seconds=seconds, item_table=rec.item_embedding_table())
+
+
+def _construct(cls, name: str, options: dict):
+    """``cls(**options)``, turning options the constructor's signature rejects into an EarecError."""
+    try:
+        inspect.signature(cls).bind(**options)
+    except TypeError as exc:
+        params = inspect.signature(cls).parameters.values()
+        accepted = sorted(p.name for p in params if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD))
+        raise EarecError(f"recommender {name!r}: bad --rec-option ({exc}); "
+                         f"its options are: {', '.join(accepted) or 'none'}") from None
+    except ValueError:  # no introspectable signature: let the constructor decide
+        pass
+    try:
+        return cls(**options)
+    except TypeError as exc:
+        raise EarecError(f"recommender {name!r} rejected options {options}: {exc}") from None
 
 
 def _cached(directory: Path, manifest: dict, compute) -> RecResult:

@@ -115,6 +115,9 @@ class Workspace:
         if is_current(directory, manifest):
             modality.load(directory)
             return modality
+        # A stale manifest must not outlive a prepare() killed half-way (it could then vouch for
+        # half-written encoder files): drop it first, write the new one last.
+        (directory / "manifest.json").unlink(missing_ok=True)
         facts = modality.prepare(self.context)
         write_json(directory / "facts.json", facts)
         write_json(directory / "manifest.json", manifest)

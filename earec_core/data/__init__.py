@@ -10,9 +10,11 @@ from ..errors import DataError
 from ..recommender import SequenceSplits
 from .atomic import read_atomic
 from .catalog import Catalog, Item
+from .paths import resolve_media_path
 from .sequences import Interaction, k_core, leave_one_out, related_items, user_sequences
 
-__all__ = ["Catalog", "Dataset", "Item", "load_dataset", "load_recbole_atomic", "default_dataset_dir"]
+__all__ = ["Catalog", "Dataset", "Item", "load_dataset", "load_recbole_atomic", "default_dataset_dir",
+           "resolve_media_path"]
 
 
 @dataclass
@@ -32,6 +34,7 @@ class Dataset:
     users: list[str]
     splits: SequenceSplits
     stats: dict[str, int] = field(default_factory=dict)
+    directory: Path | None = None  # the dataset folder; relative media paths resolve against it
 
 
 def default_dataset_dir() -> Path:
@@ -46,6 +49,11 @@ def default_dataset_dir() -> Path:
     if not (path / "ml-100k.inter").is_file():
         raise DataError(f"MovieLens-100k not found at {path}; reinstall: pip install --no-deps recbole==1.2.1")
     return path
+
+
+MEDIA_FIELDS = ("image", "audio", "video")
+"""Item fields holding a media file path (relative to the dataset folder); they go to
+``Item.media[field]`` instead of the text attributes."""
 
 
 def _guess_anchor_field(fields: list[str]) -> str:
@@ -70,6 +78,12 @@ def load_recbole_atomic(
     not in the catalog (counted) -> iterative ``k``-core -> leave-one-out -> related items from
     training prefixes only.
 
+    Documented handling of untidy input (nothing here raises for it): duplicate interaction
+    lines are kept as repeat consumptions (RecBole's default, no ``rm_dup_inter``); items with
+    no interaction are left out of the catalog; an item defined twice keeps its first line;
+    titles are whitespace-normalised, and an empty one is kept (``stats["items_without_anchor"]``:
+    embedded and recommended, never an alignment sample).
+
     Args:
         directory: folder holding the atomic files; ``name`` defaults to the folder name.
         anchor_field: item field used as the anchor (default: title-like field).
@@ -89,8 +103,9 @@ def load_recbole_atomic(
     anchor_field = anchor_field or _guess_anchor_field(items_tab.fields)
     a_col = items_tab.column(anchor_field)
     if text_fields is None:
-        text_fields = [f for f in items_tab.fields if f not in ("item_id", anchor_field)]
+        text_fields = [f for f in items_tab.fields if f not in ("item_id", anchor_field, *MEDIA_FIELDS)]
     t_cols = [(f, items_tab.column(f)) for f in text_fields]
+    m_cols = [(f, items_tab.column(f)) for f in MEDIA_FIELDS if f in items_tab.fields]
 
     raw_items: dict[str, Item] = {}
     for row in items_tab.rows:
@@ -98,7 +113,8 @@ def load_recbole_atomic(
         if not item_id or item_id in raw_items:
             continue  # first definition wins; an empty id cannot be referenced
         attrs = {f: row[c].strip() for f, c in t_cols if row[c].strip()}
-        raw_items[item_id] = Item(id=item_id, anchor=" ".join(row[a_col].split()), attributes=attrs)
+        media = {f: row[c].strip() for f, c in m_cols if row[c].strip()}
+        raw_items[item_id] = Item(id=item_id, anchor=" ".join(row[a_col].split()), attributes=attrs, media=media)
 
     interactions, unknown = [], 0
     for order, row in enumerate(inter.rows):
@@ -131,7 +147,7 @@ def load_recbole_atomic(
         "items": len(catalog),
         "items_without_anchor": sum(1 for it in catalog if not it.anchor),
     }
-    return Dataset(name=name, catalog=catalog, users=users, splits=splits, stats=stats)
+    return Dataset(name=name, catalog=catalog, users=users, splits=splits, stats=stats, directory=directory)
 
 
 def load_dataset(source: str | Path | None = None, **options) -> Dataset:

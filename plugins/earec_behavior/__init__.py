@@ -44,14 +44,27 @@ class BehaviorModality(Modality):
         return {"items": len(ids), "dim": int(table.shape[1])}
 
     def load(self, directory: Path) -> None:
+        """Restore the item table written by :meth:`prepare`.
+
+        Raises ArtifactError if the file is missing, unreadable, lacks its ``item_ids`` metadata,
+        is not a 2-D table with one row per id, or holds NaN/Inf.
+        """
         path = Path(directory) / TABLE_FILE
         if not path.is_file():
             raise ArtifactError(f"behaviour encoder state missing: {path}; run `earec prepare` first")
-        from safetensors import safe_open
+        from safetensors import SafetensorError, safe_open
 
-        with safe_open(str(path), framework="pt") as fh:
-            ids = json.loads(fh.metadata()["item_ids"])
-        table = load_file(str(path))["table"]
+        try:
+            with safe_open(str(path), framework="pt") as fh:
+                ids = json.loads((fh.metadata() or {})["item_ids"])
+            table = load_file(str(path))["table"]
+        except (SafetensorError, OSError, KeyError, ValueError) as exc:
+            raise ArtifactError(
+                f"{path}: not a behaviour item table (safetensors with tensor 'table' and 'item_ids' metadata): "
+                f"{type(exc).__name__}: {exc}; delete it and run `earec prepare`"
+            ) from None
+        if not isinstance(ids, list):
+            raise ArtifactError(f"{path}: 'item_ids' metadata is not a JSON list of ids")
         if table.ndim != 2 or table.shape[0] != len(ids):
             raise ArtifactError(f"{path}: table shape {tuple(table.shape)} does not match {len(ids)} item ids")
         if not torch.isfinite(table).all():

@@ -1,0 +1,225 @@
+#!/usr/bin/env python
+"""Turn bench/out/*.json into bench/RESULTS.md (``--smoke``: bench/out/RESULTS-smoke.md).
+
+Only ratios measured inside one script run are compared; absolute seconds are given for context.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import BENCH_DIR, OUT_DIR  # noqa: E402
+
+
+def load(name: str, smoke: bool):
+    path = OUT_DIR / f"{name}{'-smoke' if smoke else ''}.json"
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def f(x, nd=3):
+    if x is None:
+        return "n/a"
+    return f"{x:.{nd}f}"
+
+
+def verdict(ok):
+    return "met" if ok else "**not met**"
+
+
+def load_line(d):
+    return f"1-min load avg {d['load1_min']}-{d['load1_max']} (mean {d['load1_mean']})"
+
+
+def sasrec_section(r) -> list[str]:
+    rb, ours, tt, ev, te = r["recbole"], r["ours"], r["time_to_target"], r["eval"], r["test"]
+    rbt = rb["timing"]
+    our_epoch_s = [b["seconds"] - a["seconds"] for a, b in zip([{"seconds": 0.0}] + ours["history"], ours["history"])]
+    ratio_tt = tt["ratio_ours_over_recbole"]
+    lines = [
+        "## 1. SASRec: ours vs RecBole 1.2.1",
+        "",
+        "Same data (MovieLens-100k from the recbole wheel, 5-core, leave-one-out), same network (max length 50, "
+        "hidden 64, 2 layers, 2 heads, inner 256, dropout 0.5, GELU, full-softmax CE), full-ranking evaluation "
+        "(HR/NDCG@10/50 over all items, history masked), torch default threads "
+        f"(ours {ours['torch_threads']}, RecBole {rb['torch_num_threads']}). "
+        f"RecBole: batch {rb['batch_size']}, Adam 1e-3, budget **{rbt['epochs_run']} epochs** "
+        f"({f(rbt['fit_wall_s'], 0)} s of fit; stopped by budget: {rb['stopped_by_budget'] or rbt['epochs_run'] < 200}). "
+        f"Ours: batch {ours['options']['batch_size']} training windows, Adam 1e-3, early stopping (patience "
+        f"{ours['options']['patience']}), wall cap = RecBole's fit time ({f(ours['budget_s'], 0)} s); "
+        f"ran {ours['epochs_run']} epochs, stopped by {ours['stopped_by']}.",
+        "",
+        f"Target = RecBole's best validation NDCG@10 within its budget: **{f(r['target_valid_ndcg10'], 4)}** "
+        f"(its epoch {r['target_epoch_recbole']}).",
+        "",
+        "| quantity | ours | RecBole | ratio | issue target | |",
+        "|---|---|---|---|---|---|",
+        f"| wall time to valid NDCG@10 >= target (s, from fit start, training + validation) | "
+        f"{f(tt['ours_s'], 1)} (epoch {tt['ours_epoch']}) | {f(tt['recbole_s'], 1)} (epoch {r['target_epoch_recbole']}) | "
+        f"{f(ratio_tt)} (ours/RecBole) | <= 0.333 | {verdict(ratio_tt is not None and ratio_tt <= 1 / 3)} |",
+        f"| full-ranking evaluation, all {ours['dataset']['users']} valid users x {ours['dataset']['items']} items "
+        f"(s, median) | {f(ev['ours_valid_eval_s_median'], 4)} | {f(ev['recbole_valid_eval_s_median'], 4)} | "
+        f"{f(ev['speedup_median'], 2)}x faster | >= 5x | {verdict(ev['speedup_median'] >= 5)} |",
+        f"| test NDCG@10 (best-validation weights) | {f(te['ours']['NDCG@10'], 4)} | {f(te['recbole']['ndcg@10'], 4)} | "
+        f"{te['ndcg10_delta_ours_minus_recbole']:+.4f} (ours - RecBole) | >= 0 | "
+        f"{verdict(te['ndcg10_delta_ours_minus_recbole'] >= 0)} |",
+        f"| test HR@10 / HR@50 / NDCG@50 | {f(te['ours']['HR@10'], 4)} / {f(te['ours']['HR@50'], 4)} / "
+        f"{f(te['ours']['NDCG@50'], 4)} | {f(te['recbole']['hit@10'], 4)} / {f(te['recbole']['hit@50'], 4)} / "
+        f"{f(te['recbole']['ndcg@50'], 4)} | | | |",
+        f"| best valid NDCG@10 within the budget | {f(ours['best_valid']['NDCG@10'], 4)} | "
+        f"{f(rb['best_valid_score_ndcg10'], 4)} | | | |",
+        f"| seconds per training epoch incl. validation (mean) | {f(sum(our_epoch_s) / len(our_epoch_s), 2)} | "
+        f"{f(rbt['fit_wall_s'] / rbt['epochs_run'], 1)} | | | |",
+        f"| sequences through the transformer per epoch | {ours['dataset']['train_windows_per_epoch']} windows "
+        f"({ours['dataset']['train_targets_per_epoch']} targets) | {rb['dataset']['train_samples_per_epoch']} "
+        f"prefixes (1 target each) | | | |",
+        f"| users / items / interactions after 5-core | {ours['dataset']['users']} / {ours['dataset']['items']} / "
+        f"{ours['dataset']['interactions']} | {rb['dataset']['users']} / {rb['dataset']['items']} / "
+        f"{rb['dataset']['interactions']} | | | |",
+        f"| model parameters | {ours['n_params']} | {rb['n_params']} | | | |",
+        "",
+        "Time to reach each of RecBole's per-epoch validation values:",
+        "",
+        "| RecBole epoch | valid NDCG@10 | RecBole s | ours s (epoch) | ours/RecBole |",
+        "|---|---|---|---|---|",
+    ]
+    for p in r["time_to_recbole_epochs"]:
+        lines.append(f"| {p['recbole_epoch']} | {f(p['valid_ndcg10'], 4)} | {f(p['recbole_s'], 1)} | "
+                     f"{f(p['ours_s'], 1)} ({p['ours_epoch']}) | {f(p['ratio_ours_over_recbole'])} |")
+    curve = ", ".join(f"{i + 1}: {h['NDCG@10']:.4f} @ {h['seconds']:.0f}s" for i, h in enumerate(ours["history"]))
+    lines += [
+        "",
+        f"Our validation curve (epoch: NDCG@10 @ seconds since fit start): {curve}.",
+        "",
+        f"Evaluation timings: ours = `earec_core.metrics.evaluate(rec.score, valid)` (256 users a batch), "
+        f"{len(ours['valid_eval_s'])} repeats after a warm-up: "
+        + ", ".join(f(x, 4) for x in ours["valid_eval_s"])
+        + f" s; RecBole = `trainer.evaluate(valid_data)` inside its fit loop (all users in one 4096-row batch), "
+        f"once per epoch: " + ", ".join(f(x, 4) for x in ev["recbole_valid_eval_s_all"])
+        + f" s. RecBole's test evaluation incl. reloading the best checkpoint: {f(ev['recbole_test_eval_incl_reload_s'], 3)} s; "
+        f"ours on test: {f(ev['ours_test_eval_s'], 4)} s.",
+        "",
+        f"Load during the run: RecBole {load_line(rb['load'])}; ours (training) {load_line(ours['load'])}.",
+        "",
+    ]
+    return lines
+
+
+def embed_section(r) -> list[str]:
+    p = r["paths"]
+    names = {"ours_fp32": "ours, `encode_items` fp32 (batch %d, length-sorted, left-padded, inference_mode)" % r["batch_size_ours"],
+             "loop_fp32": "reference-style loop, batch 1, fp32 (same decoder call, no_grad)",
+             "ours_bf16": "ours, `encode_items` bf16 autocast",
+             "loop_full_fp32": "loop, batch 1, fp32, whole causal LM with `output_hidden_states=True`"}
+    agree = r["agreement"]
+    sp = p["ours_fp32"]["speedup_vs_loop_fp32"]
+    lines = [
+        "## 2. Item-embedding extraction: batched vs one item at a time",
+        "",
+        f"Backbone: {Path(r['llm']).name} ({r['n_params'] / 1e6:.0f}M parameters), text modality (`base:text`), "
+        f"{r['n_items']} MovieLens-100k items (catalog order), prompt length {r['prompt_tokens']['min']}-"
+        f"{r['prompt_tokens']['max']} tokens (median {r['prompt_tokens']['median']}). Every path includes prompt building.",
+        "",
+        "| path | seconds | items/s | speed-up vs batch-1 loop (fp32) |",
+        "|---|---|---|---|",
+    ]
+    for k in ("ours_fp32", "loop_fp32", "ours_bf16", "loop_full_fp32"):
+        if k in p:
+            lines.append(f"| {names[k]} | {f(p[k]['seconds_median'], 2)} | {f(p[k]['items_per_s'], 1)} | "
+                         f"{f(p[k]['speedup_vs_loop_fp32'], 2)}x |")
+    lines += [
+        "",
+        f"Issue target: ours >= 5x the batch-1 loop at the same precision (fp32): {f(sp, 2)}x, {verdict(sp >= 5)}.",
+        "",
+        "Outputs agree: ours fp32 vs loop fp32 max |diff| = %s (min cosine %s); ours bf16 vs loop fp32 max |diff| = %s "
+        "(min cosine %s)%s." % (
+            f"{agree['ours_fp32_vs_loop_fp32']['max_abs_diff']:.2e}", f(agree['ours_fp32_vs_loop_fp32']['min_cosine'], 6),
+            f"{agree['ours_bf16_vs_loop_fp32']['max_abs_diff']:.2e}", f(agree['ours_bf16_vs_loop_fp32']['min_cosine'], 4),
+            (f"; whole-LM loop vs decoder loop max |diff| = {agree['loop_full_vs_loop_fp32']['max_abs_diff']:.2e}"
+             if "loop_full_vs_loop_fp32" in agree else "")),
+        "",
+        f"Load during the run: {load_line(r['load'])}.",
+        "",
+    ]
+    return lines
+
+
+def align_section(r) -> list[str]:
+    v = r["variants"]
+    names = {"ours_lightning": "ours: `AnchorGeneration` in a Lightning Trainer",
+             "bare_same_loss": "bare loop, same loss (`anchor_loss`, LM head on supervised positions only)",
+             "bare_hf_loss": "bare loop, stock HF loss (`model(..., labels=...)`, LM head everywhere)"}
+    ratio = r["ratio_ours_over_bare_same_loss"]
+    lines = [
+        "## 3. Alignment step overhead: Lightning vs a bare transformers+peft loop",
+        "",
+        f"Backbone {Path(r['llm']).name}, {r['precision']}, batch {r['batch_size']} (median {r['tokens_per_batch_median']} "
+        f"real tokens a batch), LoRA r={r['lora']['r']} alpha={r['lora']['alpha']} dropout {r['lora']['dropout']} on "
+        f"{r['lora']['target']}, AdamW + cosine schedule + grad clipping 1.0 in every variant; a fresh model and "
+        f"adapter per variant; same samples.",
+        "",
+        "| variant | s/step (median) | real tokens/s | steps measured | first losses |",
+        "|---|---|---|---|---|",
+    ]
+    for k in ("ours_lightning", "bare_same_loss", "bare_hf_loss"):
+        lines.append(f"| {names[k]} | {f(v[k]['step_s_median'])} | {f(v[k]['tokens_per_s_median'], 0)} | "
+                     f"{v[k]['steps_measured']} | {', '.join(f(x, 4) for x in v[k]['first_losses'])} |")
+    lines += [
+        "",
+        f"Step-time ratio ours / bare loop with the same loss: **{f(ratio)}** (issue target <= 1.1: {verdict(ratio <= 1.1)}); "
+        f"ours / bare loop with the stock HF loss: {f(r['ratio_ours_over_bare_hf_loss'])}.",
+        "",
+        f"Load during the run: {load_line(r['load'])}.",
+        "",
+    ]
+    return lines
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--smoke", action="store_true")
+    ap.add_argument("--notes", default=str(BENCH_DIR / "NOTES.md"),
+                    help="hand-written notes appended verbatim if the file exists")
+    args = ap.parse_args()
+    sasrec, embed, align = (load(n, args.smoke) for n in ("sasrec_vs_recbole", "embed_vs_loop", "align_overhead"))
+    any_r = sasrec or embed or align
+    if any_r is None:
+        raise SystemExit("no results under bench/out; run bench/run_all.sh first")
+    m = any_r["machine"]
+    run_info = OUT_DIR / f"run_all{'-smoke' if args.smoke else ''}.txt"
+    lines = [
+        "# Benchmarks: EARec vs peers" + (" (SMOKE RUN: tiny sizes, numbers meaningless)" if args.smoke else ""),
+        "",
+        "Command (repo root): `bash bench/run_all.sh` (creates the RecBole venv with `bench/peer_env.sh` if needed, "
+        "runs `bench/sasrec_vs_recbole.py`, `bench/embed_vs_loop.py`, `bench/align_overhead.py`, then "
+        "`bench/report.py`, which writes this file from `bench/out/*.json`).",
+        "",
+        f"Machine: {m.get('nproc')} CPU cores ({m.get('cpu_model', '?')}), {m.get('ram_total_gib', '?')} GiB RAM "
+        f"(`free -g`), no GPU; Python {m.get('python')}, torch {m.get('torch')} with {m.get('torch_threads')} threads. "
+        f"Date: {m.get('date_utc')}.",
+        "",
+        "Every comparison below is measured side by side in the same script run and reported as a ratio; absolute "
+        "seconds are context only (the machine is shared and its load is given per benchmark).",
+        "",
+    ]
+    if run_info.is_file():
+        lines += ["```", run_info.read_text().strip(), "```", ""]
+    if sasrec:
+        lines += sasrec_section(sasrec)
+    if embed:
+        lines += embed_section(embed)
+    if align:
+        lines += align_section(align)
+    notes = Path(args.notes)
+    if notes.is_file() and not args.smoke:
+        lines += [notes.read_text().strip(), ""]
+    out = OUT_DIR / "RESULTS-smoke.md" if args.smoke else BENCH_DIR / "RESULTS.md"
+    out.write_text("\n".join(lines) + "\n")
+    print(f"wrote {out}")
+
+
+if __name__ == "__main__":
+    main()
