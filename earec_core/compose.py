@@ -90,7 +90,7 @@ def compose(ws, weights: dict[str, float], *, mode: str = "param", name: str | N
     from peft import PeftModel
 
     lambdas = normalise_weights(weights, mode)
-    name = name or "+".join(sorted(weights))
+    name = name or "+".join(weights)  # given order, as `earec run` names it
     out = ws.composition_dir(name)
     dirs = {m: ws.adapter_dir(m) for m in lambdas}
     for m, d in dirs.items():

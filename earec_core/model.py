@@ -34,6 +34,13 @@ def resolve(ws, source: str) -> tuple[Path | None, list[str]]:
     if source.startswith("base:"):
         return None, [m for m in source[5:].split(",") if m]
     comp = ws.composition_dir(source)
+    if not (comp / "composition.json").is_file() and "+" in source:
+        # "behavior+text" finds the composition named "text+behavior" (same modalities)
+        wanted = sorted(source.split("+"))
+        for cand in (ws.dir / "compositions").glob("*+*"):
+            if sorted(cand.name.split("+")) == wanted and (cand / "composition.json").is_file():
+                comp = cand
+                break
     if (comp / "composition.json").is_file():
         return comp, read_json(comp / "composition.json")["modalities"]
     adapter = ws.adapter_dir(source)

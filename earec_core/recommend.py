@@ -25,6 +25,8 @@ class RecResult:
     test: dict[str, float]
     seconds: float
     item_table: torch.Tensor | None = None
+    valid_ranks: torch.Tensor | None = None  # 0-based per-user ranks (splits order), for paired tests
+    test_ranks: torch.Tensor | None = None
 
 
 def train_and_evaluate(
@@ -58,9 +60,10 @@ def train_and_evaluate(
     start = time.perf_counter()
     rec.fit(splits, item_embeddings, seed=seed, progress=progress, workdir=workdir)
     seconds = time.perf_counter() - start
-    valid, _ = evaluate(rec.score, splits.valid, splits.n_items, ks)
-    test, _ = evaluate(rec.score, splits.test, splits.n_items, ks)
-    return RecResult(valid=valid, test=test, seconds=seconds, item_table=rec.item_embedding_table())
+    valid, valid_ranks = evaluate(rec.score, splits.valid, splits.n_items, ks)
+    test, test_ranks = evaluate(rec.score, splits.test, splits.n_items, ks)
+    return RecResult(valid=valid, test=test, seconds=seconds, item_table=rec.item_embedding_table(),
+                     valid_ranks=valid_ranks, test_ranks=test_ranks)
 
 
 def _construct(cls, name: str, options: dict):
@@ -80,21 +83,37 @@ def _construct(cls, name: str, options: dict):
         raise EarecError(f"recommender {name!r} rejected options {options}: {exc}") from None
 
 
-def _cached(directory: Path, manifest: dict, compute) -> RecResult:
-    if is_current(directory, manifest):
+RANKS_FILES = {"valid": "valid_ranks.safetensors", "test": "test_ranks.safetensors"}
+"""Per-user 0-based ranks (tensor ``ranks``, users in ``splits`` order) saved next to ``metrics.json``."""
+
+
+def load_ranks(directory: Path, split: str = "test") -> torch.Tensor | None:
+    """The per-user ranks a cached recommender result saved for ``split``, or ``None``."""
+    path = Path(directory) / RANKS_FILES[split]
+    return load_file(str(path))["ranks"] if path.is_file() else None
+
+
+def _cached(directory: Path, manifest: dict, compute, *, need_ranks: bool = False) -> RecResult:
+    """The cached result in ``directory`` if its manifest matches (and, with ``need_ranks``, it
+    has per-user ranks: results cached before ranks were saved are recomputed), else ``compute()``."""
+    if is_current(directory, manifest) and not (need_ranks and load_ranks(directory, "test") is None):
         m = read_json(directory / "metrics.json")
         table_path = directory / "item_table.safetensors"
         table = load_file(str(table_path))["table"] if table_path.is_file() else None
-        return RecResult(valid=m["valid"], test=m["test"], seconds=m["seconds"], item_table=table)
+        return RecResult(valid=m["valid"], test=m["test"], seconds=m["seconds"], item_table=table,
+                         valid_ranks=load_ranks(directory, "valid"), test_ranks=load_ranks(directory, "test"))
     result = compute()
     with atomic_dir(directory, manifest) as tmp:
         write_json(tmp / "metrics.json", {"valid": result.valid, "test": result.test, "seconds": result.seconds})
         if result.item_table is not None:
             save_file({"table": result.item_table.contiguous()}, str(tmp / "item_table.safetensors"))
+        for split, ranks in (("valid", result.valid_ranks), ("test", result.test_ranks)):
+            if ranks is not None:
+                save_file({"ranks": ranks.detach().cpu().to(torch.int64).contiguous()}, str(tmp / RANKS_FILES[split]))
     return result
 
 
-def id_baseline(ctx, name: str = "sasrec") -> RecResult:
+def id_baseline(ctx, name: str = "sasrec", *, need_ranks: bool = False) -> RecResult:
     """The ID-based recommender of the run (the "ID SASRec" baseline and the behaviour encoder),
     trained once and cached under ``run_dir/recommend/id-NAME``."""
     directory = ctx.run_dir / "recommend" / f"id-{name}"
@@ -109,10 +128,12 @@ def id_baseline(ctx, name: str = "sasrec") -> RecResult:
             ctx.registry, name, ctx.dataset.splits, None,
             options=ctx.recommender_options, seed=ctx.seed, progress=ctx.progress,
         ),
+        need_ranks=need_ranks,
     )
 
 
-def on_embeddings(ctx, embeddings_dir: Path, name: str = "sasrec", label: str | None = None, options: dict | None = None) -> RecResult:
+def on_embeddings(ctx, embeddings_dir: Path, name: str = "sasrec", label: str | None = None, options: dict | None = None,
+                  *, need_ranks: bool = False) -> RecResult:
     """Train recommender ``name`` on frozen item embeddings from ``embeddings_dir`` (see
     :mod:`earec_core.embed`), cached under ``run_dir/recommend/LABEL``."""
     from .embed import load_embeddings
@@ -132,4 +153,4 @@ def on_embeddings(ctx, embeddings_dir: Path, name: str = "sasrec", label: str | 
             ctx.registry, name, ctx.dataset.splits, padded, options=opts, seed=ctx.seed, progress=ctx.progress,
         )
 
-    return _cached(directory, manifest, compute)
+    return _cached(directory, manifest, compute, need_ranks=need_ranks)

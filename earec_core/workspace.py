@@ -54,12 +54,37 @@ class Workspace:
     def __init__(self, run_dir: str | Path, *, progress: bool = True, **settings):
         self.dir = Path(run_dir)
         self.progress = progress
-        stored = read_json(self.dir / "run.json") if (self.dir / "run.json").is_file() else {}
+        if self.dir.exists() and not self.dir.is_dir():
+            raise EarecError(f"--run-dir {self.dir} is a file, not a folder")
+        stored = self._read_stored()
         unknown = set(settings) - set(DEFAULTS)
         if unknown:
             raise EarecError(f"unknown workspace settings: {sorted(unknown)}")
-        self.settings = {**DEFAULTS, **stored, **{k: v for k, v in settings.items() if v is not None}}
+        given = {k: v for k, v in settings.items() if v is not None}
+        for key in ("dataset", "llm"):  # stored absolute, so the run works from any folder
+            if key in given and given[key] not in ("ml-100k", DEFAULT_LLM):
+                given[key] = str(Path(given[key]).expanduser().resolve())
+        if given.get("dataset") not in (None, "ml-100k") and not Path(given["dataset"]).is_dir():
+            raise EarecError(f"--dataset {given['dataset']}: folder not found")
+        if given.get("llm") not in (None, DEFAULT_LLM):
+            resolve_llm(given["llm"])  # refuse a bad --llm before it is saved into run.json
+        for key in ("recommender_options", "modality_options"):  # merged, not replaced
+            if key in given:
+                given[key] = {**stored.get(key, {}), **given[key]}
+        self.settings = {**DEFAULTS, **stored, **given}
         write_json(self.dir / "run.json", self.settings)
+
+    def _read_stored(self) -> dict:
+        path = self.dir / "run.json"
+        if not path.is_file():
+            return {}
+        try:
+            stored = read_json(path)
+        except (OSError, ValueError) as exc:
+            raise EarecError(f"{path} is not valid JSON ({exc}); fix or delete it") from None
+        if not isinstance(stored, dict):
+            raise EarecError(f"{path} is not a JSON object; fix or delete it")
+        return stored
 
     def __getitem__(self, key: str) -> Any:
         return self.settings[key]

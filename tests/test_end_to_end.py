@@ -91,3 +91,24 @@ def test_cli_errors_are_one_line_not_tracebacks(finished_run):
     assert r.exit_code != 0 and "negative weights" in r.output
     r = runner.invoke(cli, ["embed", "--run-dir", str(run_dir), "nothing", "--quiet"])
     assert r.exit_code != 0 and "no composition or aligned modality named 'nothing'" in r.output
+
+
+def test_readme_stage_by_stage_names_compositions_in_any_order(finished_run):
+    run_dir, _ = finished_run
+    out = run_cli("compose", "--run-dir", run_dir, "--weights", "text=0.5,behavior=0.5", "--quiet").output
+    assert "compositions/text+behavior" in out  # default name keeps the given order, like `earec run`
+    out = run_cli("embed", "behavior+text", "--run-dir", run_dir, "--quiet").output  # any order resolves
+    assert "item embeddings" in out
+
+
+def test_run_json_survives_bad_settings(finished_run, tmp_path):
+    run_dir, _ = finished_run
+    before = (run_dir / "run.json").read_text()
+    r = CliRunner().invoke(cli, ["prepare", "--run-dir", str(run_dir), "--llm", str(tmp_path / "missing"), "--quiet"])
+    assert r.exit_code == 1 and "Error:" in r.output
+    assert (run_dir / "run.json").read_text() == before  # a refused --llm is not saved
+    bad = tmp_path / "bad-run"
+    bad.mkdir()
+    (bad / "run.json").write_text("[1, 2]")
+    r = CliRunner().invoke(cli, ["prepare", "--run-dir", str(bad), "--quiet"])
+    assert r.exit_code == 1 and "not a JSON object" in r.output
