@@ -7,7 +7,7 @@ import struct
 import numpy as np
 import pytest
 import torch
-from conftest import tone, write_wav
+from wavgen import tone, write_wav
 
 from earec_audio.dsp import AudioReadError, load_log_mel, log_mel, mel_filterbank, read_audio, resample, to_mono
 

@@ -10,7 +10,7 @@ import json
 import pytest
 import torch
 from click.testing import CliRunner
-from conftest import write_audio_dataset
+from wavgen import write_audio_dataset
 
 from earec_core.cli import cli
 from earec_core.workspace import Workspace
