@@ -374,6 +374,18 @@ def report(ws, item_id, weights, explain_items, text_encoder):
     console.print(f"report: {ws.dir / 'report' / 'report.md'}")
 
 
+@cli.command("new-plugin")
+@click.argument("name")
+@click.option("--dir", "directory", default=".", show_default=True, type=click.Path(file_okay=False),
+              help="Where to create the earec-NAME package folder.")
+def new_plugin(name, directory):
+    """Scaffold a modality plugin package (entry point + encoder template + contract tests)."""
+    from .scaffold import new_plugin as scaffold
+
+    root = scaffold(name, directory)
+    console.print(f"created {root}: `pip install -e {root}` then `pytest {root / 'tests'}`")
+
+
 def main() -> None:  # pragma: no cover - console entry point
     cli(prog_name="earec")
 

@@ -1,0 +1,31 @@
+"""`earec new-plugin`: the scaffolded package passes the contract kit out of the box."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+from click.testing import CliRunner
+
+from earec_core.cli import cli
+
+
+def test_scaffolded_plugin_passes_the_contract_kit(tmp_path):
+    result = CliRunner().invoke(cli, ["new-plugin", "sensor", "--dir", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    root = tmp_path / "earec-sensor"
+    assert (root / "pyproject.toml").read_text().count('sensor = "earec_sensor"') == 1
+    env = {**os.environ, "PYTHONPATH": str(root), "EAREC_LOAD_PLUGINS": ""}
+    proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(root / "tests")],
+                          cwd=root, env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
+    assert " passed" in proc.stdout and "failed" not in proc.stdout
+
+
+def test_bad_names_and_existing_folders_are_refused(tmp_path):
+    r = CliRunner().invoke(cli, ["new-plugin", "Bad-Name", "--dir", str(tmp_path)])
+    assert r.exit_code == 1 and "lowercase identifier" in r.output
+    CliRunner().invoke(cli, ["new-plugin", "ok", "--dir", str(tmp_path)])
+    r = CliRunner().invoke(cli, ["new-plugin", "ok", "--dir", str(tmp_path)])
+    assert r.exit_code == 1 and "already exists" in r.output
