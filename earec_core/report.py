@@ -169,6 +169,24 @@ def cached_generations(ws, sources: dict[str, str], items: list[str], *, max_new
     return gens, out / "generations.json"
 
 
+def _item_image(ws, item):
+    """The item's image as an RGB array for Figure 4, or ``None`` (no image field, unreadable file)."""
+    rel = item.media.get("image")
+    root = ws.dataset.directory
+    if not rel or root is None:
+        return None
+    try:
+        from PIL import Image
+
+        from .data import resolve_media_path
+
+        with Image.open(resolve_media_path(root, rel)) as img:
+            img.thumbnail((256, 256))
+            return img.convert("RGB")
+    except Exception:  # noqa: BLE001 - a figure never fails the report; the vision plugin counts bad images
+        return None
+
+
 # -- statistics -------------------------------------------------------------------------------------------
 def ndcg_at(ranks: torch.Tensor, k: int = 10) -> torch.Tensor:
     r = ranks.double()
@@ -241,6 +259,9 @@ def make_report(ws, *, item_id: str | None = None, weights: dict[str, float] | N
     emb_opts = ws["embedding_recommender_options"]
     catalog = ws.dataset.catalog
     notes: list[str] = []
+    if weights and set(mods) - set(weights):
+        notes.append(f"no λ given for {sorted(set(mods) - set(weights))} ({weights_source}): "
+                     f"used 1/{len(mods)} before renormalising")
     rec_results: dict[str, dict] = {}
 
     def record(label: str, res, directory: Path, **extra) -> dict:
@@ -357,6 +378,7 @@ def make_report(ws, *, item_id: str | None = None, weights: dict[str, float] | N
             ax1.bar([len(mods)], [rouge[f"{full_source} (composed)"]["value"]], width, label="composed", color="tab:green")
             labels.append("composed")
         ax1.set_xticks(range(len(labels)), labels)
+        ax1.set_ylim(0, max(0.05, 1.15 * max(v["value"] for v in rouge.values())))
         ax1.set_ylabel("ROUGE-L F1 (held-out items)")
         ax1.set_title("Alignment quality per modality")
         ax1.legend()
@@ -368,7 +390,26 @@ def make_report(ws, *, item_id: str | None = None, weights: dict[str, float] | N
         fig.tight_layout()
         fig.savefig(directory / "fig5_rouge_ndcg.png", dpi=110)
         plt.close(fig)
-        return ["fig5_rouge_ndcg.png"]
+
+        # Figure 4: the item's image (if it has a readable one) and each source's generation
+        image = _item_image(ws, catalog[item_id])
+        fig = plt.figure(figsize=(11, 1.2 + 0.45 * len(sources)))
+        if image is not None:
+            ax = fig.add_axes([0.01, 0.05, 0.2, 0.85])
+            ax.imshow(image)
+            ax.axis("off")
+        ax = fig.add_axes([0.23 if image is not None else 0.02, 0.02, 0.75, 0.96])
+        ax.axis("off")
+        lines = [(f"Anchor: {example['anchor']}", "bold")]
+        for label, g in example["generations"].items():
+            text = g["text"] if g["text"] is not None else "(no input)"
+            lines.append((f"{label}: {text[:90]!r}  (ROUGE-L {g['rougeL']:.2f})", "normal"))
+        for k, (line, weight) in enumerate(lines):
+            ax.text(0, 1 - (k + 0.5) / len(lines), line, fontsize=9, fontweight=weight, va="center",
+                    family="monospace" if weight == "normal" else None)
+        fig.savefig(directory / "fig4_generations.png", dpi=110)
+        plt.close(fig)
+        return ["fig5_rouge_ndcg.png", "fig4_generations.png"]
 
     # Markdown -------------------------------------------------------------------------------------
     md = [f"# EARec report — {ws.dir}", "",
@@ -390,12 +431,12 @@ def make_report(ws, *, item_id: str | None = None, weights: dict[str, float] | N
                   + " | ".join(f"{r['test'][c]:.4f}" for c in METRIC_COLUMNS) + " |")
     md.append("")
     md += ["## Table 4 — λ search", ""]
-    md += [sweep_markdown(sweep)] if sweep else ["No sweep in this run (`earec search-weights` writes one).", ""]
+    md += [sweep_markdown(sweep).split("\n", 2)[2]] if sweep else ["No sweep in this run (`earec search-weights` writes one).", ""]
     md += ["## Figure 5 — ROUGE-L per modality and NDCG@10 per model", "", "![figure 5](fig5_rouge_ndcg.png)", "",
            "| source | ROUGE-L (F1, held-out items) |", "|---|---|"]
     md += [f"| {k} | {v['value']:.4f} |" for k, v in rouge.items()]
     md += ["", f"## Figure 4 — generations for item {item_id}", "", f"Anchor: **{example['anchor']}**", "",
-           "| source | generation | ROUGE-L |", "|---|---|---|"]
+           "![figure 4](fig4_generations.png)", "", "| source | generation | ROUGE-L |", "|---|---|---|"]
     for label, g in example["generations"].items():
         text = (g["text"] if g["text"] is not None else "(no input)").replace("|", "\\|")
         md.append(f"| {label} | {text} | {g['rougeL']:.4f} |")

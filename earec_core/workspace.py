@@ -10,6 +10,8 @@ from, and every artifact the stages write::
     RUN/embeddings/NAME/              item_embeddings.safetensors (n_items, hidden)
     RUN/recommend/NAME/               metrics of the recommender on those embeddings
     RUN/explain/                      ROUGE-L report and example generations
+    RUN/search/                       λ sweep (sweep.{json,md}) of ``earec search-weights``
+    RUN/report/                       ``earec report``: report.{md,json} + figures
     RUN/results.{json,md}             the final table
 """
 
@@ -65,7 +67,7 @@ class Workspace:
             if key in given and given[key] not in ("ml-100k", DEFAULT_LLM):
                 given[key] = str(Path(given[key]).expanduser().resolve())
         if given.get("dataset") not in (None, "ml-100k") and not Path(given["dataset"]).is_dir():
-            raise EarecError(f"--dataset {given['dataset']}: folder not found")
+            raise EarecError(f"--dataset: dataset folder not found: {given['dataset']}")
         if given.get("llm") not in (None, DEFAULT_LLM):
             resolve_llm(given["llm"])  # refuse a bad --llm before it is saved into run.json
         for key in ("recommender_options", "modality_options"):  # merged, not replaced
@@ -104,7 +106,7 @@ class Workspace:
             n_related=self.settings["n_related"],
         )
         source = self._dataset_source()
-        files = {p.name: file_hash(p) for p in sorted(source.iterdir()) if p.suffix in (".inter", ".item")}
+        files = {p.name: file_hash(p) for p in sorted(source.iterdir()) if p.suffix in (".inter", ".item", ".item2index", ".text")}
         cfg = {"source": str(source), "files": files, "k_core": self["k_core"], "n_related": self["n_related"],
                "anchor_field": self["anchor_field"]}
         manifest = {"stage": "dataset", "config": cfg, "inputs": {}}

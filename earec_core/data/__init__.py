@@ -151,10 +151,16 @@ def load_recbole_atomic(
 
 
 def load_dataset(source: str | Path | None = None, **options) -> Dataset:
-    """Load ``source`` (a RecBole atomic-file folder) or, if ``None``/``"ml-100k"``, the shipped default."""
+    """Load ``source`` (a RecBole atomic-file folder, or a UniSRec-layout folder with
+    ``NAME.{train,valid,test}.inter`` + ``NAME.item2index``, see :mod:`.unisrec`) or, if
+    ``None``/``"ml-100k"``, the shipped default."""
     if source is None or str(source) == "ml-100k":
         return load_recbole_atomic(default_dataset_dir(), "ml-100k", **options)
     path = Path(source)
     if not path.is_dir():
         raise DataError(f"dataset folder not found: {path}")
+    from .unisrec import is_unisrec_dir, load_unisrec
+
+    if not (path / f"{path.name}.inter").is_file() and is_unisrec_dir(path):
+        return load_unisrec(path, **options)  # RecBole/UniSRec benchmark layout: splits as given
     return load_recbole_atomic(path, **options)
