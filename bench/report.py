@@ -34,7 +34,7 @@ def load_line(d):
     return f"1-min load avg {d['load1_min']}-{d['load1_max']} (mean {d['load1_mean']})"
 
 
-def sasrec_section(r) -> list[str]:
+def sasrec_section(r, es=None) -> list[str]:
     rb, ours, tt, ev, te = r["recbole"], r["ours"], r["time_to_target"], r["eval"], r["test"]
     rbt = rb["timing"]
     our_epoch_s = [b["seconds"] - a["seconds"] for a, b in zip([{"seconds": 0.0}] + ours["history"], ours["history"])]
@@ -63,6 +63,13 @@ def sasrec_section(r) -> list[str]:
         f"| full-ranking evaluation, all {ours['dataset']['users']} valid users x {ours['dataset']['items']} items "
         f"(s, median) | {f(ev['ours_valid_eval_s_median'], 4)} | {f(ev['recbole_valid_eval_s_median'], 4)} | "
         f"{f(ev['speedup_median'], 2)}x faster | >= 5x | {verdict(ev['speedup_median'] >= 5)} |",
+    ]
+    if es:
+        lines.append(
+            f"| same, measured side by side by `bench/eval_speed.py` (untrained weights, ours / RecBole / ours again, "
+            f"{es['reps']} repeats each, s, median) | {f(es['ours_median'], 4)} | {f(es['recbole_median'], 4)} | "
+            f"{f(es['speedup_median'], 2)}x faster | >= 5x | {verdict(es['speedup_median'] >= 5)} |")
+    lines += [
         f"| test NDCG@10 (best-validation weights) | {f(te['ours']['NDCG@10'], 4)} | {f(te['recbole']['ndcg@10'], 4)} | "
         f"{te['ndcg10_delta_ours_minus_recbole']:+.4f} (ours - RecBole) | >= 0 | "
         f"{verdict(te['ndcg10_delta_ours_minus_recbole'] >= 0)} |",
@@ -102,7 +109,8 @@ def sasrec_section(r) -> list[str]:
         + f" s. RecBole's test evaluation incl. reloading the best checkpoint: {f(ev['recbole_test_eval_incl_reload_s'], 3)} s; "
         f"ours on test: {f(ev['ours_test_eval_s'], 4)} s.",
         "",
-        f"Load during the run: RecBole {load_line(rb['load'])}; ours (training) {load_line(ours['load'])}.",
+        f"Load during the run: RecBole {load_line(rb['load'])}; ours (training) {load_line(ours['load'])}"
+        + (f"; eval_speed.py {load_line(es['load'])}." if es else "."),
         "",
     ]
     return lines
@@ -184,7 +192,8 @@ def main():
     ap.add_argument("--notes", default=str(BENCH_DIR / "NOTES.md"),
                     help="hand-written notes appended verbatim if the file exists")
     args = ap.parse_args()
-    sasrec, embed, align = (load(n, args.smoke) for n in ("sasrec_vs_recbole", "embed_vs_loop", "align_overhead"))
+    sasrec, embed, align, es = (load(n, args.smoke) for n in ("sasrec_vs_recbole", "embed_vs_loop", "align_overhead",
+                                                                "eval_speed"))
     any_r = sasrec or embed or align
     if any_r is None:
         raise SystemExit("no results under bench/out; run bench/run_all.sh first")
@@ -194,7 +203,7 @@ def main():
         "# Benchmarks: EARec vs peers" + (" (SMOKE RUN: tiny sizes, numbers meaningless)" if args.smoke else ""),
         "",
         "Command (repo root): `bash bench/run_all.sh` (creates the RecBole venv with `bench/peer_env.sh` if needed, "
-        "runs `bench/sasrec_vs_recbole.py`, `bench/embed_vs_loop.py`, `bench/align_overhead.py`, then "
+        "runs `bench/sasrec_vs_recbole.py`, `bench/eval_speed.py`, `bench/embed_vs_loop.py`, `bench/align_overhead.py`, then "
         "`bench/report.py`, which writes this file from `bench/out/*.json`).",
         "",
         f"Machine: {m.get('nproc')} CPU cores ({m.get('cpu_model', '?')}), {m.get('ram_total_gib', '?')} GiB RAM "
@@ -208,7 +217,7 @@ def main():
     if run_info.is_file():
         lines += ["```", run_info.read_text().strip(), "```", ""]
     if sasrec:
-        lines += sasrec_section(sasrec)
+        lines += sasrec_section(sasrec, es)
     if embed:
         lines += embed_section(embed)
     if align:

@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
-# Run every EARec-vs-peer comparison of bench/ and write bench/RESULTS.md.
+# Run every EARec-vs-peer comparison of bench/ and write bench/RESULTS.md (bench/README.md: what each does).
 #   bash bench/run_all.sh            # full run (~25-30 min on 2 cores, mostly RecBole training)
 #   bash bench/run_all.sh --smoke    # tiny dry run of every script (~5 min), writes bench/out/*-smoke.json
 # Env: PY (our interpreter, default: the project's .venv, else /work/venv, else python3),
 #      PEER_VENV (RecBole venv, default bench/.peer-venv; created by bench/peer_env.sh if missing),
-#      PEER_SCRIPT (default ../shared/peers/recbole_sasrec_peer.py), SKIP_ALIGN=1 to skip align_overhead.
+#      PEER_SCRIPT (default ../shared/peers/recbole_sasrec_peer.py), SKIP_ALIGN=1 to skip align_overhead,
+#      SASREC_ARGS / EMBED_ARGS / ALIGN_ARGS: extra arguments for each script (e.g. EMBED_ARGS=--no-full-loop).
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 root="$(dirname "$here")"
@@ -28,10 +29,15 @@ mkdir -p "$here/out"
   echo "python: $PY"
 } > "$here/out/run_all${suffix}.txt"
 
-"$PY" bench/sasrec_vs_recbole.py "${smoke[@]}"
-"$PY" bench/embed_vs_loop.py "${smoke[@]}"
+echo "args: SASREC_ARGS='${SASREC_ARGS:-}' EMBED_ARGS='${EMBED_ARGS:-}' ALIGN_ARGS='${ALIGN_ARGS:-}'" >> "$here/out/run_all${suffix}.txt"
+# shellcheck disable=SC2086  # the *_ARGS are word lists on purpose
+"$PY" bench/sasrec_vs_recbole.py "${smoke[@]}" ${SASREC_ARGS:-}
+"$PY" bench/eval_speed.py "${smoke[@]}"
+# shellcheck disable=SC2086
+"$PY" bench/embed_vs_loop.py "${smoke[@]}" ${EMBED_ARGS:-}
 if [ "${SKIP_ALIGN:-0}" != "1" ]; then
-  "$PY" bench/align_overhead.py "${smoke[@]}"
+  # shellcheck disable=SC2086
+  "$PY" bench/align_overhead.py "${smoke[@]}" ${ALIGN_ARGS:-}
 fi
 echo "end: $(date -u '+%Y-%m-%d %H:%M:%S UTC'), uptime: $(uptime)" >> "$here/out/run_all${suffix}.txt"
 "$PY" bench/report.py "${smoke[@]}"
