@@ -283,19 +283,24 @@ def embed(ws, source, batch_size, precision):
 
 @cli.command()
 @click.argument("source", required=False)
+@click.option("--recommender", "recommender", default=None,
+              help="Recommender plugin (see `earec plugins`; default: the run's, sasrec).")
 @workspace_options
-def recommend(ws, source):
-    """Train and evaluate the recommender on SOURCE's item embeddings (no SOURCE: ID SASRec)."""
+def recommend(ws, source, recommender):
+    """Train and evaluate a recommender on SOURCE's item embeddings (no SOURCE: on item IDs)."""
     from .recommend import id_baseline, on_embeddings
 
+    name = recommender or ws["recommender"]
+    ws.registry.recommender(name)  # unknown name: a clear error before anything runs
     if source is None:
-        res = id_baseline(ws.context, ws["recommender"])
+        res = id_baseline(ws.context, name)
     else:
         from .embed import embed as run_embed
 
-        res = on_embeddings(ws.context, run_embed(ws, source), ws["recommender"],
-                            options=ws["embedding_recommender_options"])
-    _print_metrics({source or "ID SASRec": {"valid": res.valid, "test": res.test}})
+        out = run_embed(ws, source)
+        label = out.name if name == ws["recommender"] else f"{out.name}@{name}"
+        res = on_embeddings(ws.context, out, name, label=label, options=ws["embedding_recommender_options"])
+    _print_metrics({f"{source or 'IDs'} ({name})": {"valid": res.valid, "test": res.test}})
 
 
 def _print_metrics(models: dict) -> None:

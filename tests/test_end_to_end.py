@@ -112,3 +112,13 @@ def test_run_json_survives_bad_settings(finished_run, tmp_path):
     (bad / "run.json").write_text("[1, 2]")
     r = CliRunner().invoke(cli, ["prepare", "--run-dir", str(bad), "--quiet"])
     assert r.exit_code == 1 and "not a JSON object" in r.output
+
+
+def test_second_recommender_plugin_is_selectable(finished_run):
+    run_dir, _ = finished_run
+    out = run_cli("recommend", "--run-dir", run_dir, "--recommender", "meanpool", "--quiet").output
+    assert "meanpool" in out
+    metrics = json.loads((run_dir / "recommend" / "id-meanpool" / "metrics.json").read_text())
+    assert 0 <= metrics["test"]["NDCG@10"] <= metrics["test"]["HR@10"] <= 1
+    r = CliRunner().invoke(cli, ["recommend", "--run-dir", str(run_dir), "--recommender", "nope", "--quiet"])
+    assert r.exit_code == 1 and "no recommender named 'nope'" in r.output

@@ -240,3 +240,16 @@ def test_plugin_registers_through_the_entry_point():
     assert "sasrec" not in broken_plugins()
     assert reg.recommenders.get("sasrec") is SASRec, reg.problems
     assert reg.recommender_owner["sasrec"] == "sasrec"
+
+
+def test_meanpool_recommender_learns_the_cycle_region(splits):
+    """The second built-in recommender: registered, trains, and ranks far better than chance."""
+    from earec_core.plugins import registry
+    from earec_sasrec import MeanPool
+
+    assert registry().recommender("meanpool") is MeanPool
+    model = MeanPool(**FAST)
+    model.fit(splits, seed=0, progress=False)
+    metrics, ranks = evaluate(model.score, splits.test, splits.n_items, KS)
+    assert ranks.numel() == len(splits.test)
+    assert metrics["HR@10"] > 2 * 10 / N_ITEMS  # random ranking gives ~0.25

@@ -22,9 +22,9 @@ from earec_core.metrics import DEFAULT_KS, evaluate
 from earec_core.recommender import Recommender, SequenceSplits
 
 from .lit import SASRecLit, SequenceDataModule, left_pad
-from .model import SASRecNet
+from .model import MeanPoolNet, SASRecNet
 
-__all__ = ["SASRec", "SASRecNet"]
+__all__ = ["MeanPool", "SASRec", "SASRecNet"]
 
 WEIGHTS_FILE = "model.safetensors"
 CONFIG_FILE = "config.json"
@@ -35,6 +35,7 @@ _NET_OPTIONS = ("hidden_size", "n_layers", "n_heads", "inner_size", "dropout", "
 @hookimpl
 def earec_register_recommenders(register):
     register(SASRec)
+    register(MeanPool)
 
 
 @contextlib.contextmanager
@@ -80,6 +81,7 @@ class SASRec(Recommender):
 
     name = "sasrec"
     description = "SASRec transformer (ID embeddings, or a linear adaptor over frozen item embeddings)"
+    net_class = SASRecNet
     monitor = "NDCG@10"
 
     def __init__(
@@ -122,7 +124,7 @@ class SASRec(Recommender):
 
     def _build(self, n_items: int, item_embeddings: torch.Tensor | None) -> SASRecNet:
         self.n_items = n_items
-        self.net = SASRecNet(n_items, item_features=item_embeddings, **{k: self.options[k] for k in _NET_OPTIONS})
+        self.net = self.net_class(n_items, item_features=item_embeddings, **{k: self.options[k] for k in _NET_OPTIONS})
         return self.net
 
     @staticmethod
@@ -301,3 +303,13 @@ class SASRec(Recommender):
             raise ArtifactError(f"weights in {path_dir / WEIGHTS_FILE} do not match its config: {exc}") from exc
         net.eval()
         return model
+
+
+class MeanPool(SASRec):
+    """A minimal second recommender: the user vector is the mean of the history's item vectors
+    (no attention); same options, training, early stopping and evaluation as :class:`SASRec`
+    (``n_layers``/``n_heads``/``inner_size`` are accepted and unused)."""
+
+    name = "meanpool"
+    description = "mean of the history's item vectors (ID embeddings or adaptor over frozen embeddings)"
+    net_class = MeanPoolNet

@@ -147,3 +147,18 @@ class SASRecNet(nn.Module):
         keep = targets > 0
         logits = self.logits(hidden[keep], self.item_table()[1:])  # (T, N): padding column left out
         return F.cross_entropy(logits, targets[keep] - 1)
+
+
+class MeanPoolNet(SASRecNet):
+    """Causal mean pooling: the hidden state at position ``t`` is the mean of the (layer-normed)
+    item vectors of the real items at positions ``<= t``; attention layers are not used."""
+
+    def forward(self, seq: torch.Tensor) -> torch.Tensor:
+        """Hidden states ``(B, L, H)`` of left-padded item sequences ``seq`` ``(B, L)``."""
+        mask = (seq > 0)[..., None].float()
+        if self.item_emb is not None:
+            items = self.item_emb(seq)
+        else:
+            items = self.item_dropout(self.adaptor(self.item_features)[seq])
+        items = self.input_dropout(self.input_norm(items)) * mask
+        return items.cumsum(dim=1) / mask.cumsum(dim=1).clamp(min=1.0)
