@@ -68,27 +68,17 @@ def _key_values(given, hint: str) -> dict:
     return out
 
 
-def _modality_options(run_dir, given) -> dict:
-    """``MODALITY.KEY=VALUE`` strings merged into the run's stored ``modality_options`` (a value is
-    JSON if it parses, else a string: ``layer=-2`` is a number, ``encoder=/m/clip`` a path)."""
-    from pathlib import Path
-
-    from .artifacts import read_json
-
-    stored_file = Path(run_dir) / "run.json"
-    stored = read_json(stored_file).get("modality_options", {}) if stored_file.is_file() else {}
-    merged = {m: dict(o) for m, o in stored.items()}
-    for opt in given:
-        key, sep, value = opt.partition("=")
+def _modality_options(given) -> dict:
+    """``MODALITY.KEY=VALUE`` strings -> ``{modality: {key: value}}`` (values as in
+    :func:`_key_values`: ``layer=-2`` is a number, ``encoder=/m/clip`` a path).  The workspace
+    merges them into the run's stored options."""
+    nested: dict = {}
+    for key, value in _key_values(given, "--modality-option").items():
         modality, dot, name = key.partition(".")
-        if not sep or not dot or not modality.strip() or not name.strip():
-            raise click.BadParameter(f"{opt!r} is not MODALITY.KEY=VALUE", param_hint="--modality-option")
-        try:
-            parsed = json.loads(value)
-        except json.JSONDecodeError:
-            parsed = value
-        merged.setdefault(modality.strip(), {})[name.strip()] = parsed
-    return merged
+        if not dot or not modality.strip() or not name.strip():
+            raise click.BadParameter(f"{key!r} is not MODALITY.KEY=VALUE", param_hint="--modality-option")
+        nested.setdefault(modality.strip(), {})[name.strip()] = value
+    return nested
 
 
 def workspace_options(fn):
@@ -117,7 +107,7 @@ def workspace_options(fn):
 
         _quiet_libraries()
         rec = _key_values(rec_options, "--rec-option") if rec_options else None
-        mod = _modality_options(run_dir, modality_options) if modality_options else None
+        mod = _modality_options(modality_options) if modality_options else None
         ws = Workspace(run_dir, progress=not quiet, dataset=dataset, llm=llm, seed=seed, k_core=k_core,
                        anchor_field=anchor_field,
                        trust_remote_code=trust_remote_code, recommender_options=rec, modality_options=mod,

@@ -70,9 +70,13 @@ class Workspace:
             raise EarecError(f"--dataset: dataset folder not found: {given['dataset']}")
         if given.get("llm") not in (None, DEFAULT_LLM):
             resolve_llm(given["llm"])  # refuse a bad --llm before it is saved into run.json
-        for key in ("recommender_options", "modality_options"):  # merged, not replaced
-            if key in given:
-                given[key] = {**stored.get(key, {}), **given[key]}
+        if "recommender_options" in given:  # merged into the stored options, not replacing them
+            given["recommender_options"] = {**stored.get("recommender_options", {}), **given["recommender_options"]}
+        if "modality_options" in given:  # merged per modality
+            merged = {m: dict(o) for m, o in stored.get("modality_options", {}).items()}
+            for m, opts in given["modality_options"].items():
+                merged.setdefault(m, {}).update(opts)
+            given["modality_options"] = merged
         self.settings = {**DEFAULTS, **stored, **given}
         write_json(self.dir / "run.json", self.settings)
 

@@ -325,14 +325,17 @@ def test_modality_options_merge_into_run_json(tmp_path):
     from click import BadParameter
 
     from earec_core.cli import _modality_options
+    from earec_core.workspace import Workspace
 
     (tmp_path / "run.json").write_text(json.dumps({"modality_options": {"vision": {"encoder": "/m/clip"},
                                                                          "behavior": {"n_related": 2}}}))
-    merged = _modality_options(tmp_path, ["vision.features=pooled", "vision.layer=-3", "text.max_chars=200"])
+    given = _modality_options(["vision.features=pooled", "vision.layer=-3", "text.max_chars=200"])
+    merged = Workspace(tmp_path, progress=False, modality_options=given)["modality_options"]
     assert merged == {"vision": {"encoder": "/m/clip", "features": "pooled", "layer": -3},
                       "behavior": {"n_related": 2}, "text": {"max_chars": 200}}
+    assert json.loads((tmp_path / "run.json").read_text())["modality_options"] == merged
     with pytest.raises(BadParameter):
-        _modality_options(tmp_path, ["features=pooled"])
+        _modality_options(["features=pooled"])
 
 
 # -- open_clip (only where the package is installed) ---------------------------------------------------
