@@ -262,13 +262,25 @@ def explain(ws, sources, items):
 @click.argument("source")
 @click.option("--batch-size", type=int, default=16, show_default=True)
 @click.option("--precision", type=click.Choice(["bf16", "fp32"]), default="bf16", show_default=True)
+@click.option("--shard-size", type=click.IntRange(min=1), default=4096, show_default=True,
+              help="Items per shard written to disk (the unit of resumption and of work between devices).")
+@click.option("--devices", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Processes/devices to spread the shards over (Lightning Fabric DDP; gloo on CPU).")
+@click.option("--accelerator", type=click.Choice(["auto", "cpu", "gpu", "cuda", "mps"]), default="auto", show_default=True)
+@click.option("--strategy", default="auto", show_default=True, help="Lightning Fabric strategy when --devices > 1 (e.g. ddp).")
 @workspace_options
-def embed(ws, source, batch_size, precision):
-    """Item embeddings from SOURCE (a composition, an aligned modality, or base:MODALITY)."""
+def embed(ws, source, batch_size, precision, shard_size, devices, accelerator, strategy):
+    """Item embeddings from SOURCE (a composition, an aligned modality, or base:MODALITY).
+
+    Shards are written as they finish, so a killed run resumes where it stopped."""
     from .embed import embed as run_embed
 
-    out = run_embed(ws, source, batch_size=batch_size, precision=precision)
-    console.print(f"item embeddings: {out}")
+    from lightning.fabric.utilities.rank_zero import rank_zero_only
+
+    out = run_embed(ws, source, batch_size=batch_size, precision=precision, shard_size=shard_size,
+                    devices=devices, accelerator=accelerator, strategy=strategy)
+    if rank_zero_only.rank == 0:  # with --devices N every rank returns here; one line is enough
+        console.print(f"item embeddings: {out}")
 
 
 @cli.command()

@@ -3,27 +3,33 @@
 Each item's prompt holds every modality it has input for (missing ones are left out).  Prompts
 are sorted by length and batched with left padding, so the last position of every row is its
 last real token, and position ids count real tokens only (embeddings do not depend on the
-batch).  Output: ``item_embeddings.safetensors`` with tensor ``embeddings`` ``(n_items, hidden)``
-float32, rows in catalog index order, and the item ids in the file's metadata.
+batch).
+
+Extraction streams: the catalog is cut into shards of ``shard_size`` consecutive items, each
+written to disk as soon as it is done (memory does not grow with the catalog), a killed run
+resumes from the shards it finished, and with ``devices > 1`` the shards are spread over ranks
+launched by Lightning Fabric (DDP) and joined into one output.  Format: :mod:`earec_core.embstore`.
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
+import shutil
 from pathlib import Path
 
 import torch
-from safetensors import safe_open
-from safetensors.torch import save_file
 
 from .align import build_samples
-from .artifacts import atomic_dir, is_current, manifest_of, write_json
-from .errors import ArtifactError
+from .artifacts import atomic_dir, glob_escape, is_current, manifest_of
+from .embstore import EMBEDDINGS_FILE, load_embeddings, publish, read_shard, save_shard  # noqa: F401 (re-exported)
+from .errors import ArtifactError, EarecError
 from .model import AlignedModel, load_aligned, resolve
 from .prompt import collate, splice
 
-EMBEDDINGS_FILE = "item_embeddings.safetensors"
+DEFAULT_SHARD_SIZE = 4096
+"""Items per shard: the unit of streaming, resumption and work sharing between ranks."""
 
 
 def _autocast(precision: str):
@@ -34,12 +40,15 @@ def _autocast(precision: str):
 
 @torch.inference_mode()
 def encode_items(aligned: AlignedModel, builder, catalog, item_ids: list[str], *, batch_size: int = 16,
-                 precision: str = "bf16", progress: bool = True) -> torch.Tensor:
+                 precision: str = "bf16", progress: bool = True, on_batch=None) -> torch.Tensor:
     """Embeddings ``(len(item_ids), hidden)`` float32 for ``item_ids`` (rows in the given order).
 
     An item with input for none of the modalities gets the embedding of the bare prompt
-    (intro + question), so every item has a valid, finite row.
+    (intro + question), so every item has a valid, finite row.  ``on_batch(n)`` (optional) is
+    called after each batch of ``n`` items (for an outer progress bar).
     """
+    from lightning.fabric.utilities.apply_func import move_data_to_device
+
     from .backbone import decoder_and_head
 
     samples, _ = build_samples(builder, catalog, item_ids, with_answer=False, with_related=False)
@@ -53,21 +62,39 @@ def encode_items(aligned: AlignedModel, builder, catalog, item_ids: list[str], *
     hidden = embed_tokens.weight.shape[1]
     out = torch.empty(len(item_ids), hidden, dtype=torch.float32)
     pad_id = builder.tokenizer.pad_token_id
+    device = embed_tokens.weight.device
     from rich.progress import track
 
     chunks = [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
     for rows in track(chunks, description="embedding items", disable=not progress, transient=True):
-        batch = collate([by_id[item_ids[i]] for i in rows], pad_id)
+        batch = move_data_to_device(collate([by_id[item_ids[i]] for i in rows], pad_id), device)
         with _autocast(precision):
             x = splice(embed_tokens(batch.input_ids), batch, aligned.modalities, aligned.projectors)
             h = decoder(inputs_embeds=x, attention_mask=batch.attention_mask, position_ids=batch.position_ids)
-        out[torch.tensor(rows)] = h.last_hidden_state[:, -1].float()
+        out[torch.tensor(rows)] = h.last_hidden_state[:, -1].float().cpu()
+        if on_batch is not None:
+            on_batch(len(rows))
     return out
 
 
-def embed(ws, source: str, *, batch_size: int = 16, precision: str = "bf16", force: bool = False) -> Path:
+def embed(ws, source: str, *, batch_size: int = 16, precision: str = "bf16", force: bool = False,
+          shard_size: int = DEFAULT_SHARD_SIZE, devices: int = 1, accelerator: str = "auto",
+          strategy: str = "auto") -> Path:
     """Embed every catalog item with ``source`` (see :func:`earec_core.model.resolve`) into
-    ``RUN/embeddings/SOURCE``; skipped when its manifest matches."""
+    ``RUN/embeddings/SOURCE``; skipped when its manifest matches.
+
+    Shards of ``shard_size`` items are written to ``RUN/embeddings/.SOURCE-shards-KEY/`` as they
+    finish (KEY: a hash of the manifest, so a changed input never reuses them) and moved into the
+    artifact at the end; a re-run after a kill recomputes only the missing shards.  With
+    ``devices > 1`` (or under ``torchrun``) Lightning Fabric launches one process per device and
+    rank ``r`` computes shards ``r, r + world, …``; rank 0 publishes once every rank is done.
+
+    Raises:
+        ArtifactError: NaN/Inf embeddings (try ``--precision fp32``).
+        EarecError: ``shard_size`` < 1.
+    """
+    if shard_size < 1:
+        raise EarecError(f"shard size must be >= 1, got {shard_size}")
     catalog = ws.dataset.catalog  # loads the dataset (and writes its manifest) first
     adapter, names = resolve(ws, source)
     label = source.replace(":", "-").replace(",", "+")
@@ -78,40 +105,74 @@ def embed(ws, source: str, *, batch_size: int = 16, precision: str = "bf16", for
     for m in names:
         if (ws.adapter_dir(m) / "manifest.json").is_file():
             inputs[f"aligned:{m}"] = ws.adapter_dir(m)
+    # shard_size only changes the file layout, not a number in it: it is not part of the manifest
     manifest = manifest_of(out, "embed", {"source": source, "modalities": names, "precision": precision,
                                           "llm": str(ws.llm_path), "max_length": ws["max_length"]}, inputs)
     if not force and is_current(out, manifest):
         return out
-    aligned = load_aligned(ws, source, seed=ws["seed"])
-    builder = ws.builder(aligned.modalities)
-    emb = encode_items(aligned, builder, catalog, catalog.ids, batch_size=batch_size, precision=precision,
-                       progress=ws.progress)
-    if not torch.isfinite(emb).all():
-        raise ArtifactError(f"embeddings from {source!r} contain NaN/Inf; try --precision fp32")
-    with atomic_dir(out, manifest) as tmp:
-        save_file({"embeddings": emb.contiguous()}, str(tmp / EMBEDDINGS_FILE),
-                  metadata={"item_ids": json.dumps(catalog.ids), "source": source})
-        write_json(tmp / "info.json", {"source": source, "modalities": names, "shape": list(emb.shape)})
+    fabric = _launch(devices, accelerator, strategy)
+    key = hashlib.sha256(json.dumps([manifest, shard_size], sort_keys=True).encode()).hexdigest()[:16]
+    work = out.parent / f".{out.name}-shards-{key}"
+    ids = catalog.ids
+    chunks = [ids[i : i + shard_size] for i in range(0, len(ids), shard_size)]
+    paths = [work / f"shard-{i:05d}.safetensors" for i in range(len(chunks))]
+    if force and fabric.global_rank == 0:
+        shutil.rmtree(work, ignore_errors=True)
+    fabric.barrier()
+    todo = [i for i in range(len(chunks)) if i % fabric.world_size == fabric.global_rank and not _complete(paths[i], chunks[i])]
+    if todo:
+        _encode_shards(ws, source, catalog, [(chunks[i], paths[i]) for i in todo], batch_size=batch_size,
+                       precision=precision, device=fabric.device, rank=fabric.global_rank)
+    fabric.barrier()
+    if fabric.global_rank == 0:
+        info = {"source": source, "modalities": names, "shape": [len(ids), read_shard(paths[0])[1].shape[1]],
+                "shard_size": shard_size, "world_size": fabric.world_size}
+        with atomic_dir(out, manifest) as tmp:
+            publish(tmp, paths, info)
+        for stale in out.parent.glob(f".{glob_escape(out.name)}-shards-*"):
+            shutil.rmtree(stale, ignore_errors=True)  # this one (now empty) and other configs' leftovers
+    fabric.barrier()
     return out
 
 
-def load_embeddings(directory: Path, expected_ids: list[str] | None = None) -> torch.Tensor:
-    """``(n_items, hidden)`` embeddings from ``directory``; rows re-ordered to ``expected_ids``.
+def _launch(devices: int, accelerator: str, strategy: str):
+    """A launched Lightning Fabric: one process per device (DDP) or just this one."""
+    from lightning.fabric import Fabric
 
-    Raises ArtifactError if the file is missing, non-finite, or lacks an expected item.
-    """
-    path = Path(directory) / EMBEDDINGS_FILE
+    try:
+        fabric = Fabric(accelerator=accelerator, devices=devices, strategy=strategy if devices != 1 else "auto")
+    except (ValueError, RuntimeError, TypeError) as exc:
+        raise EarecError(f"cannot use {devices} device(s) with accelerator={accelerator!r}, "
+                         f"strategy={strategy!r}: {exc}") from None
+    fabric.launch()
+    return fabric
+
+
+def _complete(path: Path, item_ids: list[str]) -> bool:
+    """True if ``path`` is a finished shard for exactly ``item_ids`` (else it is recomputed)."""
     if not path.is_file():
-        raise ArtifactError(f"no item embeddings at {path}; run `earec embed` first")
-    with safe_open(str(path), framework="pt") as fh:
-        ids = json.loads(fh.metadata()["item_ids"])
-        emb = fh.get_tensor("embeddings")
-    if emb.shape[0] != len(ids) or not torch.isfinite(emb).all():
-        raise ArtifactError(f"{path}: {emb.shape[0]} rows for {len(ids)} ids, or NaN/Inf values")
-    if expected_ids is None or ids == expected_ids:
-        return emb
-    row = {iid: i for i, iid in enumerate(ids)}
-    missing = [i for i in expected_ids if i not in row]
-    if missing:
-        raise ArtifactError(f"{path}: no embedding for {len(missing)} items (e.g. {missing[:3]}); re-run `earec embed`")
-    return emb[torch.tensor([row[i] for i in expected_ids])]
+        return False
+    try:
+        return read_shard(path)[0] == item_ids
+    except ArtifactError:
+        return False
+
+
+def _encode_shards(ws, source, catalog, jobs, *, batch_size, precision, device, rank) -> None:
+    """Encode and save each ``(item_ids, path)`` job; the model is loaded once."""
+    from rich.progress import Progress
+
+    aligned = load_aligned(ws, source, seed=ws["seed"])
+    aligned.model.to(device)
+    for projector in aligned.projectors.values():
+        projector.to(device)
+    builder = ws.builder(aligned.modalities)
+    total = sum(len(chunk) for chunk, _ in jobs)
+    with Progress(disable=not ws.progress or rank != 0, transient=True) as bar:
+        task = bar.add_task(f"embedding items ({source})", total=total)
+        for chunk, path in jobs:
+            emb = encode_items(aligned, builder, catalog, chunk, batch_size=batch_size, precision=precision,
+                               progress=False, on_batch=lambda n: bar.advance(task, n))
+            if not torch.isfinite(emb).all():
+                raise ArtifactError(f"embeddings from {source!r} contain NaN/Inf; try --precision fp32")
+            save_shard(path, emb, chunk, source)

@@ -53,3 +53,57 @@ def test_saved_embeddings_reorder_to_the_catalog_and_reject_missing_items(ws):
     torch.testing.assert_close(rev, emb.flip(0))
     with pytest.raises(ArtifactError, match="no embedding for 1 items"):
         load_embeddings(out, ids + ["unknown"])
+
+
+def test_sharded_output_equals_one_file_and_streams_one_shard_at_a_time(ws):
+    from earec_core import embstore
+    from earec_core.embed import embed
+
+    one = load_embeddings(embed(ws, "base:text", precision="fp32"))
+    out = embed(ws, "base:text", precision="fp32", shard_size=7, force=True)
+    index = (out / embstore.INDEX_FILE)
+    assert index.is_file() and not (out / embstore.EMBEDDINGS_FILE).exists()
+    shards = list(embstore.iter_embeddings(out))
+    n = len(ws.dataset.catalog.ids)
+    assert [len(ids) for ids, _ in shards] == [7] * (n // 7) + ([n % 7] if n % 7 else [])
+    torch.testing.assert_close(load_embeddings(out, ws.dataset.catalog.ids), one, rtol=1e-4, atol=1e-4)
+    assert [p.name for p in out.parent.iterdir() if p.name.startswith(".")] == []  # shard work folder removed
+
+
+def test_embedding_interrupted_after_some_shards_resumes_without_redoing_them(ws, monkeypatch):
+    from earec_core import embed as embed_module
+
+    reference = load_embeddings(embed_module.embed(ws, "base:text", precision="fp32"))
+    ws2 = Workspace(ws.dir.parent / "run2", progress=False, llm=ws["llm"], dataset=ws["dataset"], k_core=3)
+    real_save, saved = embed_module.save_shard, []
+
+    def crash_after_two(path, emb, ids, source):
+        if len(saved) == 2:
+            raise KeyboardInterrupt  # what a user's Ctrl-C (or a kill) does mid-stage
+        real_save(path, emb, ids, source)
+        saved.append(list(ids))
+
+    monkeypatch.setattr(embed_module, "save_shard", crash_after_two)
+    with pytest.raises(KeyboardInterrupt):
+        embed_module.embed(ws2, "base:text", precision="fp32", shard_size=5)
+    out = ws2.embeddings_dir("base-text")
+    assert not out.exists()  # nothing that looks finished
+
+    encoded = []
+    real_encode = embed_module.encode_items
+    monkeypatch.setattr(embed_module, "save_shard", real_save)
+    monkeypatch.setattr(embed_module, "encode_items", lambda *a, **k: encoded.append(list(a[3])) or real_encode(*a, **k))
+    embed_module.embed(ws2, "base:text", precision="fp32", shard_size=5)
+    ids = ws2.dataset.catalog.ids
+    assert encoded and saved[0] not in encoded and saved[1] not in encoded  # finished shards were kept
+    assert sum(map(len, encoded)) == len(ids) - 10
+    torch.testing.assert_close(load_embeddings(out, ids), reference, rtol=1e-4, atol=1e-4)
+
+
+def test_a_corrupt_embedding_file_is_a_clear_error(ws):
+    from earec_core.embed import embed
+
+    out = embed(ws, "base:text", precision="fp32")
+    (out / "item_embeddings.safetensors").write_bytes(b"\x00garbage")
+    with pytest.raises(ArtifactError, match="not a readable item-embedding file"):
+        load_embeddings(out)

@@ -230,15 +230,7 @@ def export_feat(embeddings, item_ids: list[str], item2index: dict[str, int] | st
 def export_embeddings_dir(embeddings_dir: str | Path, item2index: dict[str, int] | str | Path, out: str | Path,
                           *, missing: str = "error") -> Path:
     """:func:`export_feat` for an EARec ``RUN/embeddings/NAME`` folder."""
-    import json
+    from ..embstore import read_embeddings
 
-    from safetensors import safe_open
-
-    from ..embed import EMBEDDINGS_FILE, load_embeddings
-
-    path = Path(embeddings_dir) / EMBEDDINGS_FILE
-    if not path.is_file():
-        raise ArtifactError(f"no item embeddings at {path}; run `earec embed` first")
-    with safe_open(str(path), framework="pt") as fh:
-        ids = json.loads(fh.metadata()["item_ids"])
-    return export_feat(load_embeddings(Path(embeddings_dir)), ids, item2index, out, missing=missing)
+    ids, emb = read_embeddings(Path(embeddings_dir))
+    return export_feat(emb, ids, item2index, out, missing=missing)

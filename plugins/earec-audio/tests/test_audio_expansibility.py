@@ -48,11 +48,14 @@ def run(tmp_path_factory, tiny_llm_dir):
     run_cli("compose", "--add", "audio=0.2", "--from", "tb", "--run-dir", run_dir, "--quiet")
     run_cli("compose", "--add", "audio=0", "--from", "tb", "--name", "tb+audio0", "--run-dir", run_dir, "--quiet")
     after_compose = snapshot(run_dir)
-    return run_dir, before, after_align, after_compose
+    # the rest of the user's path, still through the CLI: item embeddings, then SASRec on them
+    run_cli("embed", "tb+audio", "--run-dir", run_dir, "--quiet")
+    rec = run_cli("recommend", "tb+audio", "--run-dir", run_dir, "--quiet")
+    return run_dir, before, after_align, after_compose, rec.output
 
 
 def test_aligning_audio_writes_only_audio_files(run):
-    run_dir, before, after_align, _ = run
+    run_dir, before, after_align, *_ = run
     new_or_changed = {p for p, h in after_align.items() if before.get(p) != h}
     assert new_or_changed and all(p.startswith(("adapters/audio/", "encoders/audio/")) for p in new_or_changed)
     assert {p for p in before if p not in after_align} == set()
@@ -62,7 +65,7 @@ def test_aligning_audio_writes_only_audio_files(run):
 
 
 def test_other_modalities_files_are_byte_identical_after_align_and_compose(run):
-    _, before, _, after_compose = run
+    _, before, _, after_compose, _ = run
     kept = [p for p in before if p.startswith(("adapters/text/", "adapters/behavior/", "encoders/behavior/",
                                                 "compositions/tb/"))]
     assert any(p.endswith("adapter_model.safetensors") for p in kept)
@@ -115,3 +118,19 @@ def test_audio_changes_embeddings_of_items_with_audio_only(run):
     n = len(with_audio)
     assert all(not torch.allclose(full[i], base[i], atol=1e-4) for i in range(n))
     torch.testing.assert_close(full[n:], base[n:], rtol=1e-5, atol=1e-5)  # no audio: same prompt, same row
+
+
+def test_embed_and_recommend_on_the_extended_composition(run):
+    run_dir, *_, output = run
+    from safetensors.torch import load_file
+
+    ws = Workspace(run_dir, progress=False)
+    table = load_file(str(run_dir / "embeddings" / "tb+audio" / "item_embeddings.safetensors"))
+    emb = table["embeddings"]
+    assert emb.shape[0] == len(ws.dataset.catalog.ids) and torch.isfinite(emb).all()
+    metrics = json.loads((run_dir / "recommend" / "tb+audio" / "metrics.json").read_text())
+    for split in ("valid", "test"):
+        assert set(metrics[split]) >= {"HR@10", "NDCG@10", "HR@50", "NDCG@50"}
+        assert all(0.0 <= v <= 1.0 for v in metrics[split].values())
+        assert metrics[split]["NDCG@10"] <= metrics[split]["HR@10"] <= metrics[split]["HR@50"]
+    assert "ndcg@10" in output.lower()

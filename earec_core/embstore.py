@@ -1,0 +1,130 @@
+"""On-disk format of item embeddings: one safetensors file, or shards with an index.
+
+A folder ``RUN/embeddings/NAME`` holds either
+
+* ``item_embeddings.safetensors``: tensor ``embeddings`` ``(n_items, hidden)`` float32 and the
+  item ids (JSON list) in the file's metadata ``item_ids``; or
+* ``item_embeddings-00001-of-0000N.safetensors`` … (each in the layout above, rows of consecutive
+  catalog slices) plus ``item_embeddings.safetensors.index.json`` listing the files in order, the
+  way Hugging Face shards big checkpoints.  Shards let extraction stream to disk (memory does not
+  grow with the catalog), resume after a kill, and be written by several ranks at once.
+
+Readers: :func:`iter_embeddings` (one shard at a time), :func:`read_embeddings` and
+:func:`load_embeddings` (the whole table).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import torch
+from safetensors import safe_open
+from safetensors.torch import save_file
+
+from .artifacts import read_json, write_json
+from .errors import ArtifactError
+
+EMBEDDINGS_FILE = "item_embeddings.safetensors"
+INDEX_FILE = EMBEDDINGS_FILE + ".index.json"
+
+
+def shard_name(index: int, total: int) -> str:
+    """``item_embeddings-00002-of-00008.safetensors`` for ``index`` 1 (0-based) of 8."""
+    return f"item_embeddings-{index + 1:05d}-of-{total:05d}.safetensors"
+
+
+def save_shard(path: Path, emb: torch.Tensor, item_ids: list[str], source: str) -> None:
+    """Write ``emb`` ``(len(item_ids), hidden)`` atomically (temp file + ``os.replace``), so a
+    file at ``path`` is always complete."""
+    if emb.shape[0] != len(item_ids):
+        raise ValueError(f"{emb.shape[0]} rows for {len(item_ids)} item ids")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}-", dir=path.parent)
+    os.close(fd)
+    try:
+        save_file({"embeddings": emb.float().contiguous()}, tmp,
+                  metadata={"item_ids": json.dumps(item_ids), "source": source})
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+def read_shard(path: Path) -> tuple[list[str], torch.Tensor]:
+    """``(item_ids, embeddings)`` of one file.  Raises ArtifactError if it is unreadable,
+    its rows do not match its ids, or it holds NaN/Inf."""
+    try:
+        with safe_open(str(path), framework="pt") as fh:
+            ids = json.loads((fh.metadata() or {})["item_ids"])
+            emb = fh.get_tensor("embeddings")
+    except Exception as exc:  # OSError, SafetensorError, missing metadata or tensor, bad JSON
+        raise ArtifactError(f"{path}: not a readable item-embedding file ({exc}); re-run `earec embed`") from None
+    if emb.dim() != 2 or emb.shape[0] != len(ids) or not torch.isfinite(emb).all():
+        raise ArtifactError(f"{path}: {tuple(emb.shape)} tensor for {len(ids)} ids, or NaN/Inf values")
+    return ids, emb
+
+
+def files(directory: Path) -> list[Path]:
+    """The embedding files of ``directory`` in row order.  Raises ArtifactError if there are none."""
+    directory = Path(directory)
+    if (directory / INDEX_FILE).is_file():
+        return [directory / name for name in read_json(directory / INDEX_FILE)["files"]]
+    if (directory / EMBEDDINGS_FILE).is_file():
+        return [directory / EMBEDDINGS_FILE]
+    raise ArtifactError(f"no item embeddings at {directory}; run `earec embed` first")
+
+
+def iter_embeddings(directory: Path) -> Iterator[tuple[list[str], torch.Tensor]]:
+    """``(item_ids, embeddings)`` one file at a time (memory: one shard)."""
+    for path in files(directory):
+        yield read_shard(path)
+
+
+def read_embeddings(directory: Path) -> tuple[list[str], torch.Tensor]:
+    """All ``(item_ids, embeddings (n_items, hidden))`` of ``directory``, in stored order."""
+    ids: list[str] = []
+    parts = []
+    for shard_ids, emb in iter_embeddings(directory):
+        ids += shard_ids
+        parts.append(emb)
+    if len({p.shape[1] for p in parts}) > 1:
+        raise ArtifactError(f"{directory}: shards of different widths {sorted({p.shape[1] for p in parts})}")
+    return ids, torch.cat(parts)
+
+
+def load_embeddings(directory: Path, expected_ids: list[str] | None = None) -> torch.Tensor:
+    """``(n_items, hidden)`` float32 embeddings from ``directory``; rows re-ordered to ``expected_ids``.
+
+    Raises ArtifactError if nothing is there, a file is unreadable or non-finite, or an expected
+    item has no row.
+    """
+    ids, emb = read_embeddings(directory)
+    if expected_ids is None or ids == expected_ids:
+        return emb
+    row = {iid: i for i, iid in enumerate(ids)}
+    missing = [i for i in expected_ids if i not in row]
+    if missing:
+        raise ArtifactError(f"{directory}: no embedding for {len(missing)} items (e.g. {missing[:3]}); "
+                            "re-run `earec embed`")
+    return emb[torch.tensor([row[i] for i in expected_ids])]
+
+
+def publish(tmp: Path, shards: list[Path], info: dict) -> None:
+    """Move finished ``shards`` (in row order) into the artifact folder ``tmp`` under their final
+    names (no copy, no load): one file becomes ``item_embeddings.safetensors``; several get
+    ``shard_name`` plus the index."""
+    if len(shards) == 1:
+        os.replace(shards[0], tmp / EMBEDDINGS_FILE)
+        names = [EMBEDDINGS_FILE]
+    else:
+        names = [shard_name(i, len(shards)) for i in range(len(shards))]
+        for src, name in zip(shards, names):
+            os.replace(src, tmp / name)
+        write_json(tmp / INDEX_FILE, {"files": names, **info})
+    write_json(tmp / "info.json", {**info, "files": names})
