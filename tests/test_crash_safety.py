@@ -1,5 +1,7 @@
 """Crash safety: `earec align` killed with SIGKILL mid-training leaves no artifact that could be
-taken for a result, and running it again completes with a full artifact folder."""
+taken for a result, and running the same command again restarts the stage cleanly and ends with
+the same adapter as an uninterrupted run with the same seed.  (Embedding: see
+test_embed_kill_and_ranks.py, which resumes from finished shards.)"""
 
 from __future__ import annotations
 
@@ -13,6 +15,7 @@ import sys
 import time
 
 import pytest
+import torch
 from click.testing import CliRunner
 
 from earec_core.cli import cli
@@ -23,12 +26,16 @@ from earec_core.cli import cli
 def test_align_killed_mid_training_then_rerun_completes(tmp_path, tiny_llm_dir, make_dataset):
     data = make_dataset(tmp_path)
     run_dir = tmp_path / "run"
-    common = ["align", "--modality", "text", "--run-dir", str(run_dir), "--dataset", str(data),
-              "--llm", str(tiny_llm_dir), "--k-core", "3", "--align-items", "all", "--batch-size", "4"]
+    common = ["align", "--modality", "text", "--dataset", str(data), "--llm", str(tiny_llm_dir), "--k-core", "3",
+              "--align-items", "all", "--batch-size", "4", "--epochs", "3", "--lora-lr", "0.01"]
+    reference = tmp_path / "uninterrupted"
+    ok = CliRunner().invoke(cli, [*common, "--run-dir", str(reference), "--quiet"], catch_exceptions=False)
+    assert ok.exit_code == 0, ok.output
+    common += ["--run-dir", str(run_dir)]
     env = {**os.environ, "EAREC_LOAD_PLUGINS": "text,behavior,sasrec", "HF_HUB_OFFLINE": "1", "COLUMNS": "120"}
     # a pseudo-terminal, so the progress bar renders live: "Epoch 0/" proves training is under way
     master, slave = pty.openpty()
-    proc = subprocess.Popen([sys.executable, "-m", "earec_core.cli", *common, "--epochs", "500"],
+    proc = subprocess.Popen([sys.executable, "-m", "earec_core.cli", *common],
                             stdin=subprocess.DEVNULL, stdout=slave, stderr=slave, env=env)
     os.close(slave)
     output = b""
@@ -63,16 +70,23 @@ def test_align_killed_mid_training_then_rerun_completes(tmp_path, tiny_llm_dir, 
     with pytest.raises(ArtifactError, match=r"\(found: none\)"):  # never offered as a source
         resolve(Workspace(run_dir, progress=False), "zzz")
 
-    result = CliRunner().invoke(cli, [*common, "--epochs", "1", "--quiet"], catch_exceptions=False)
+    result = CliRunner().invoke(cli, [*common, "--quiet"], catch_exceptions=False)
     assert result.exit_code == 0, result.output
     out = adapters / "text"
     assert {"manifest.json", "modality.json", "adapter_model.safetensors", "adapter_config.json"} <= {
         p.name for p in out.iterdir()}
     manifest = json.loads((out / "manifest.json").read_text())
-    assert manifest["stage"] == "align" and manifest["config"]["align"]["epochs"] == 1
+    assert manifest["stage"] == "align" and manifest["config"]["align"]["epochs"] == 3
     assert [p.name for p in adapters.iterdir() if p.name.startswith(".")] == []  # stale tmp swept
+    from safetensors.torch import load_file
+
+    got = load_file(str(out / "adapter_model.safetensors"))
+    want = load_file(str(reference / "adapters" / "text" / "adapter_model.safetensors"))
+    assert got.keys() == want.keys() and any(k.endswith("lora_B.weight") and want[k].abs().max() > 0 for k in want)
+    for k in want:  # same seed, same command: the restarted stage reproduces the uninterrupted one
+        torch.testing.assert_close(got[k], want[k], rtol=1e-5, atol=1e-6)
     before = (out / "adapter_model.safetensors").stat().st_mtime_ns
-    again = CliRunner().invoke(cli, [*common, "--epochs", "1", "--quiet"], catch_exceptions=False)
+    again = CliRunner().invoke(cli, [*common, "--quiet"], catch_exceptions=False)
     assert again.exit_code == 0 and (out / "adapter_model.safetensors").stat().st_mtime_ns == before  # current: skipped
 
 
