@@ -7,7 +7,7 @@ from, and every artifact the stages write::
     RUN/recommend/id-sasrec/          ID baseline metrics + item table
     RUN/adapters/MODALITY/            stage 1: peft adapter + projector.safetensors + modality.json
     RUN/compositions/NAME/            stage 2: composed peft adapter + composition.json
-    RUN/embeddings/NAME/              item_embeddings.safetensors (n_items, hidden)
+    RUN/embeddings/NAME/              item_embeddings.safetensors (n_items, hidden), or shards + index
     RUN/recommend/NAME/               metrics of the recommender on those embeddings
     RUN/explain/                      ROUGE-L report and example generations
     RUN/search/                       λ sweep (sweep.{json,md}) of ``earec search-weights``
