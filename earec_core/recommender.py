@@ -49,6 +49,8 @@ class Recommender(ABC):
     Subclasses set ``name`` and implement :meth:`fit` and :meth:`score`.  Evaluation
     (full ranking, HR@K/NDCG@K, history masking, tie policy) lives in
     :func:`earec_core.metrics.evaluate` so every recommender is measured identically.
+    Inner-product recommenders may also implement :meth:`has_vectors`, :meth:`user_vectors` and
+    :meth:`item_vectors`, which lets evaluation scale to catalogs of millions of items.
     """
 
     name: ClassVar[str]
@@ -83,3 +85,30 @@ class Recommender(ABC):
     def item_embedding_table(self) -> torch.Tensor | None:
         """The learned item table ``(n_items + 1, d)`` for ID-based models, else ``None``."""
         return None
+
+    # ---------------------------------------------------------------- optional: factorised scores
+    # A recommender whose scores are inner products implements these three; evaluation then ranks
+    # huge catalogs chunk by chunk (earec_core.metrics.chunked_target_ranks / chunked_topk) instead
+    # of materialising (users x n_items) scores.  Recommenders that only implement score() keep working.
+
+    def has_vectors(self) -> bool:
+        """Whether :meth:`user_vectors` and :meth:`item_vectors` are implemented (default ``False``)."""
+        return False
+
+    def user_vectors(self, histories: list[list[int]]) -> torch.Tensor:
+        """User vectors ``(len(histories), hidden)``, float32 on the CPU, such that
+        ``score(histories) == user_vectors(histories) @ item_vectors().T`` exactly.
+
+        Raises:
+            NotImplementedError: the recommender does not factorise its scores (see :meth:`has_vectors`).
+        """
+        raise NotImplementedError(f"{type(self).__name__} does not provide user vectors")
+
+    def item_vectors(self) -> torch.Tensor:
+        """Item vectors ``(n_items + 1, hidden)``, float32 on the CPU, row 0 = padding (never ranked);
+        see :meth:`user_vectors`.
+
+        Raises:
+            NotImplementedError: the recommender does not factorise its scores (see :meth:`has_vectors`).
+        """
+        raise NotImplementedError(f"{type(self).__name__} does not provide item vectors")

@@ -253,3 +253,110 @@ def test_meanpool_recommender_learns_the_cycle_region(splits):
     metrics, ranks = evaluate(model.score, splits.test, splits.n_items, KS)
     assert ranks.numel() == len(splits.test)
     assert metrics["HR@10"] > 2 * 10 / N_ITEMS  # random ranking gives ~0.25
+
+
+# ---------------------------------------------------------------- vectors and chunked evaluation
+
+
+@pytest.mark.parametrize("n_layers", [1, 2, 3])
+@pytest.mark.parametrize("mode", ["id", "frozen"])
+def test_user_vector_shortcut_equals_the_full_forward(mode, n_layers):
+    """user_vectors runs the last layer for the last query only; it must equal forward(seq)[:, -1]."""
+    torch.manual_seed(0)
+    net = SASRecNet(N_ITEMS, hidden_size=32, n_layers=n_layers, inner_size=64, max_len=12, dropout=0.5,
+                    item_features=random_features() if mode == "frozen" else None).eval()
+    seq = left_pad([[3, 4, 5, 6, 7], list(range(1, 15)), [9], [2, 2, 8]], 12)
+    with torch.no_grad():
+        torch.testing.assert_close(net.user_vectors(seq), net.forward(seq)[:, -1], atol=1e-5, rtol=1e-5)
+
+
+@pytest.fixture(scope="module")
+def temperature_model(splits, features):
+    model = SASRec(**{**FAST, "max_epochs": 3, "temperature": 0.07})
+    model.fit(splits, features, progress=False)
+    return model
+
+
+@pytest.mark.parametrize("fixture", ["id_model", "frozen_model", "temperature_model"])
+def test_vectors_reproduce_score_exactly(fixture, request, splits):
+    model = request.getfixturevalue(fixture)
+    histories = [h for h, _ in splits.test] + [[5], list(range(1, 30))]
+    users, items = model.user_vectors(histories), model.item_vectors()
+    assert model.has_vectors()
+    assert users.shape == (len(histories), FAST["hidden_size"]) and items.shape == (N_ITEMS + 1, FAST["hidden_size"])
+    assert torch.equal(model.score(histories), users @ items.T)
+    if fixture == "temperature_model":  # cosine / temperature: unit item rows, user rows of norm 1 / 0.07
+        torch.testing.assert_close(items[1:].norm(dim=1), torch.ones(N_ITEMS))
+        torch.testing.assert_close(users.norm(dim=1), torch.full((len(histories),), 1 / 0.07))
+
+
+@pytest.mark.parametrize("fixture", ["id_model", "temperature_model"])
+def test_chunked_evaluation_gives_the_dense_ranks(fixture, request, splits):
+    model = request.getfixturevalue(fixture)
+    dense_metrics, dense = evaluate(model.score, splits.test, N_ITEMS, KS, batch_size=7, chunked_min_items=None)
+    metrics, ranks = evaluate(model, splits.test, N_ITEMS, KS, batch_size=7, chunk_size=9, chunked_min_items=1)
+    assert torch.equal(ranks, dense) and metrics == dense_metrics
+
+
+# ---------------------------------------------------------------- sampled softmax
+
+
+def test_sampled_loss_with_every_item_as_negative_is_the_full_softmax():
+    """With negatives = all items once, uniform: the sampled softmax *is* the full softmax (accidental
+    hits removed); with popularity log q: the full softmax of s_j - log q_j."""
+    torch.manual_seed(0)
+    net = SASRecNet(N_ITEMS, hidden_size=16, inner_size=32, max_len=6, dropout=0.0).eval()
+    inputs = left_pad([[1, 2, 3, 4], [7, 8], [9, 10, 11, 12, 13]], 5)
+    targets = left_pad([[2, 3, 4, 5], [8, 9], [10, 11, 12, 13, 14]], 5)
+    everything = torch.arange(1, N_ITEMS + 1)
+    with torch.no_grad():
+        torch.testing.assert_close(net.sampled_loss(inputs, targets, everything), net.loss(inputs, targets))
+        counts = torch.randint(1, 20, (N_ITEMS + 1,)).double()
+        log_q = (counts / counts[1:].sum()).log().float()
+        log_q[0] = -torch.inf
+        hidden = net.forward(inputs)[targets > 0]
+        corrected = net.logits(hidden, net.item_table()[1:]) - log_q[1:]
+        expected = torch.nn.functional.cross_entropy(corrected, targets[targets > 0] - 1)
+        torch.testing.assert_close(net.sampled_loss(inputs, targets, everything, log_q), expected)
+
+
+@pytest.mark.parametrize("negatives", ["uniform", "popularity"])
+def test_sampled_softmax_trains(splits, negatives):
+    from earec_sasrec.lit import SASRecLit, collate_windows, item_counts
+
+    torch.manual_seed(0)
+    net = SASRecNet(N_ITEMS, hidden_size=32, inner_size=64, max_len=10, dropout=0.1)
+    counts = item_counts(splits.train, N_ITEMS) if negatives == "popularity" else None
+    lit = SASRecLit(net, 1e-2, 0.0, KS, loss="sampled", n_negatives=8, item_counts=counts)
+    batch = collate_windows(train_windows(splits.train, 10))
+    with torch.no_grad():
+        before = net.loss(*batch).item()  # measured with the full softmax: the real objective
+    optimizer = lit.configure_optimizers()
+    for _ in range(30):  # what SASRecLit.training_step does with loss="sampled"
+        optimizer.zero_grad()
+        net.sampled_loss(*batch, lit.sample_negatives(), lit.log_q).backward()
+        optimizer.step()
+    with torch.no_grad():
+        after = net.loss(*batch).item()
+    assert after < 0.7 * before, (before, after)
+    if counts is not None:  # popularity sampling only draws items seen in training
+        assert all(counts[lit.sample_negatives()] > 0)
+
+
+def test_sampled_softmax_fit_learns_the_cycle(splits):
+    model = SASRec(**{**FAST, "loss": "sampled", "n_negatives": 10, "negatives": "popularity"})
+    model.fit(splits, seed=0, progress=False)
+    metrics, _ = evaluate(model, splits.test, N_ITEMS, KS)
+    assert metrics["HR@5"] > 0.5, metrics  # random: ~0.17
+
+
+@pytest.mark.parametrize(
+    "options, match",
+    [({"loss": "bpr"}, "loss must be one of full, sampled"),
+     ({"negatives": "hard"}, "negatives must be one of uniform, popularity"),
+     ({"n_negatives": 0}, "n_negatives must be a positive integer"),
+     ({"n_negatives": 2.5}, "n_negatives must be a positive integer")],
+)
+def test_sampled_softmax_options_are_validated(options, match):
+    with pytest.raises(EarecError, match=match):
+        SASRec(**options)

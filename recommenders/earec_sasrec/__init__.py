@@ -7,6 +7,7 @@ The network is in :mod:`.model`, the training plumbing (windows, dataloaders, Li
 from __future__ import annotations
 
 import contextlib
+import itertools
 import json
 import logging
 import tempfile
@@ -21,7 +22,7 @@ from earec_core.hookspecs import hookimpl
 from earec_core.metrics import DEFAULT_KS, evaluate
 from earec_core.recommender import Recommender, SequenceSplits
 
-from .lit import SASRecLit, SequenceDataModule, left_pad
+from .lit import SASRecLit, SequenceDataModule, item_counts, left_pad
 from .model import MeanPoolNet, SASRecNet
 
 __all__ = ["MeanPool", "SASRec", "SASRecNet"]
@@ -30,6 +31,9 @@ WEIGHTS_FILE = "model.safetensors"
 CONFIG_FILE = "config.json"
 _FORMAT = "earec-sasrec/1"
 _NET_OPTIONS = ("hidden_size", "n_layers", "n_heads", "inner_size", "dropout", "max_len", "temperature")
+LOSSES = ("full", "sampled")
+NEGATIVE_SAMPLERS = ("uniform", "popularity")
+_LENGTH_GROUP = 64  # users a forward pass in scoring (grouped by history length, to cut padding)
 
 
 @hookimpl
@@ -60,7 +64,7 @@ def _quiet_lightning(quiet: bool) -> Iterator[None]:
 
 
 class SASRec(Recommender):
-    """SASRec (EARec eqs. 6-8): causal self-attention over the item sequence, full-softmax training.
+    """SASRec (EARec eqs. 6-8): causal self-attention over the item sequence, full- or sampled-softmax training.
 
     With ``item_embeddings`` given to :meth:`fit`, items are represented by a trainable
     ``Linear(d -> hidden_size)`` over the frozen features (EARec's downstream model; the reference
@@ -74,6 +78,12 @@ class SASRec(Recommender):
         batch_size: training windows per batch (128); see :mod:`.lit` for how windows are cut.
         max_epochs, patience: early stopping on validation NDCG@10 (200, 10).
         temperature: ``None`` for plain inner-product logits, or a float: cosine logits / temperature.
+        loss: ``"full"`` (default): softmax cross-entropy over all items; ``"sampled"``: sampled softmax
+            over the target and ``n_negatives`` negatives shared by each training batch (the math is in
+            :meth:`.model.SASRecNet.sampled_loss`) -- for catalogs too large for a full softmax.
+        n_negatives: negatives per batch for ``loss="sampled"`` (100), drawn with replacement.
+        negatives: ``"uniform"`` (default) over all items, or ``"popularity"``: proportional to each
+            item's count in the training sequences, with the logQ correction.
         eval_batch_size: users scored at once in evaluation (256).
         ks: validation cutoffs (10, 50); the monitored metric is NDCG@10, so 10 must be one of them.
         threads: ``torch.set_num_threads`` value for fit (``None`` leaves torch's setting).
@@ -102,6 +112,9 @@ class SASRec(Recommender):
         eval_batch_size: int = 256,
         ks: Sequence[int] = DEFAULT_KS,
         threads: int | None = None,
+        loss: str = "full",
+        n_negatives: int = 100,
+        negatives: str = "uniform",
     ):
         ks = tuple(int(k) for k in ks)
         super().__init__(
@@ -109,6 +122,7 @@ class SASRec(Recommender):
             dropout=dropout, max_len=max_len, lr=lr, weight_decay=weight_decay, batch_size=batch_size,
             max_epochs=max_epochs, patience=patience, temperature=temperature,
             eval_batch_size=eval_batch_size, ks=ks, threads=threads,
+            loss=loss, n_negatives=n_negatives, negatives=negatives,
         )
         if hidden_size % n_heads:
             raise EarecError(f"sasrec: hidden_size ({hidden_size}) must be divisible by n_heads ({n_heads})")
@@ -116,6 +130,12 @@ class SASRec(Recommender):
             raise EarecError(f"sasrec: ks={list(ks)} must include 10, the K of the monitored {self.monitor}")
         if temperature is not None and not temperature > 0:
             raise EarecError(f"sasrec: temperature must be a positive float or None, got {temperature!r}")
+        if loss not in LOSSES:
+            raise EarecError(f"sasrec: loss must be one of {', '.join(LOSSES)}, got {loss!r}")
+        if negatives not in NEGATIVE_SAMPLERS:
+            raise EarecError(f"sasrec: negatives must be one of {', '.join(NEGATIVE_SAMPLERS)}, got {negatives!r}")
+        if isinstance(n_negatives, bool) or not isinstance(n_negatives, int) or n_negatives < 1:
+            raise EarecError(f"sasrec: n_negatives must be a positive integer, got {n_negatives!r}")
         self.net: SASRecNet | None = None
         self.n_items: int | None = None
         self.history: list[dict[str, float]] = []  # per-epoch validation metrics of the last fit
@@ -190,7 +210,9 @@ class SASRec(Recommender):
         data = SequenceDataModule(splits.train, splits.valid, opts["max_len"], opts["batch_size"], opts["eval_batch_size"])
         if not data.windows:
             raise DataError("no training targets: every training sequence has fewer than 2 items")
-        lit = SASRecLit(self._build(n_items, item_embeddings), opts["lr"], opts["weight_decay"], opts["ks"])
+        lit = SASRecLit(self._build(n_items, item_embeddings), opts["lr"], opts["weight_decay"], opts["ks"],
+                        loss=opts["loss"], n_negatives=opts["n_negatives"],
+                        item_counts=item_counts(splits.train, n_items) if opts["negatives"] == "popularity" else None)
 
         with contextlib.ExitStack() as stack:
             if workdir is None:
@@ -229,19 +251,57 @@ class SASRec(Recommender):
         return self.net
 
     def score(self, histories: list[list[int]]) -> torch.Tensor:
-        """Scores ``(len(histories), n_items + 1)`` from the last ``max_len`` items of each history (eval mode)."""
+        """Scores ``(len(histories), n_items + 1)`` from the last ``max_len`` items of each history (eval mode).
+
+        Equal to ``user_vectors(histories) @ item_vectors().T``.  Raises DataError for an item index
+        outside ``1..n_items``.
+        """
+        return self.user_vectors(histories) @ self.item_vectors().T
+
+    def has_vectors(self) -> bool:
+        """``True``: scores are inner products of :meth:`user_vectors` and :meth:`item_vectors`."""
+        return True
+
+    def user_vectors(self, histories: list[list[int]]) -> torch.Tensor:
+        """User vectors ``(len(histories), hidden_size)`` (float32, CPU, eval mode) from the last ``max_len``
+        items of each history; L2-normalised and divided by ``temperature`` if it is set.
+
+        Histories are run in groups of ``_LENGTH_GROUP`` of similar length, each padded only to its
+        longest (left padding does not change a user vector, so this only saves work).
+        Raises DataError for an item index outside ``1..n_items``.
+        """
         net = self._require_net()
-        bad = [i for h in histories for i in h if not 1 <= i <= net.n_items]
-        if bad:
-            raise DataError(f"history item index {bad[0]} is outside 1..{net.n_items} (the model's items)")
-        longest = max((len(h) for h in histories), default=1)
-        seq = left_pad(histories, max(1, min(net.max_len, longest)))
+        flat = torch.tensor(list(itertools.chain.from_iterable(histories)), dtype=torch.long)
+        bad = flat[(flat < 1) | (flat > net.n_items)]
+        if len(bad):
+            raise DataError(f"history item index {bad[0].item()} is outside 1..{net.n_items} (the model's items)")
+        lengths = [max(1, min(net.max_len, len(h))) for h in histories]
+        order = sorted(range(len(histories)), key=lengths.__getitem__)
+        out = torch.empty(len(histories), net.pos_emb.embedding_dim)
         device = next(net.parameters()).device
+        with self._eval_mode(net), torch.no_grad():
+            for start in range(0, len(order), _LENGTH_GROUP):
+                rows = order[start : start + _LENGTH_GROUP]
+                seq = left_pad([histories[r] for r in rows], lengths[rows[-1]]).to(device)
+                out[rows] = net.user_side(net.user_vectors(seq)).float().cpu()
+        return out
+
+    def item_vectors(self) -> torch.Tensor:
+        """Item vectors ``(n_items + 1, hidden_size)`` (float32, CPU, eval mode; row 0 = padding):
+        the ID table or the adapted frozen features, L2-normalised if ``temperature`` is set.
+        In ID mode without temperature this shares memory with the model's table: read it, never write."""
+        net = self._require_net()
+        with self._eval_mode(net), torch.no_grad():
+            return net.item_side(net.item_table()).detach().float().cpu()
+
+    @staticmethod
+    @contextlib.contextmanager
+    def _eval_mode(net: SASRecNet) -> Iterator[None]:
+        """Dropout off while scoring; the previous train/eval mode is restored."""
         was_training = net.training
         net.eval()
         try:
-            with torch.no_grad():
-                return net.score_all(seq.to(device)).float().cpu()
+            yield
         finally:
             net.train(was_training)
 

@@ -15,6 +15,7 @@ early positions of a window see less context than RecBole gives them; in exchang
 from __future__ import annotations
 
 from collections.abc import Sequence
+from itertools import chain
 
 import lightning as L
 import torch
@@ -46,16 +47,29 @@ def train_windows(sequences: Sequence[Sequence[int]], max_len: int) -> list[list
 def left_pad(seqs: Sequence[Sequence[int]], length: int | None = None) -> torch.Tensor:
     """Left-pad with 0 to ``length`` (default: the longest) into a ``(B, length)`` long tensor.
 
-    Sequences longer than ``length`` keep their last ``length`` items.
+    Sequences longer than ``length`` keep their last ``length`` items.  One ``index_put_`` for the
+    whole batch (no per-row tensor).
     """
     if length is None:
         length = max((len(s) for s in seqs), default=1) or 1
     out = torch.zeros(len(seqs), length, dtype=torch.long)
-    for row, seq in enumerate(seqs):
-        tail = list(seq)[-length:] if length else []
-        if tail:
-            out[row, length - len(tail) :] = torch.as_tensor(tail, dtype=torch.long)
+    tails = [list(s)[-length:] for s in seqs] if length else []
+    if tails:
+        lengths = torch.tensor([len(t) for t in tails], dtype=torch.long)
+        rows = torch.repeat_interleave(torch.arange(len(tails)), lengths)
+        # column of each item: its position counted from the row's end
+        ends = torch.cumsum(lengths, 0)
+        cols = length - (ends[rows] - torch.arange(len(rows)))
+        out.index_put_((rows, cols), torch.tensor(list(chain.from_iterable(tails)), dtype=torch.long))
     return out
+
+
+def item_counts(sequences: Sequence[Sequence[int]], n_items: int) -> torch.Tensor:
+    """How often each item ``0..n_items`` occurs in ``sequences``: ``(n_items + 1,)`` long (index 0 = 0)."""
+    flat = torch.tensor(list(chain.from_iterable(sequences)), dtype=torch.long)
+    counts = torch.bincount(flat, minlength=n_items + 1)
+    counts[0] = 0
+    return counts
 
 
 def collate_windows(windows: list[list[int]]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -88,27 +102,61 @@ class SequenceDataModule(L.LightningDataModule):
 
 
 class SASRecLit(L.LightningModule):
-    """Adam on the full-softmax loss; each validation epoch ranks all items for every valid user.
+    """Adam on the full- or sampled-softmax loss; each validation epoch ranks all items for every valid user.
 
+    Args:
+        loss: ``"full"`` (:meth:`SASRecNet.loss`) or ``"sampled"`` (:meth:`SASRecNet.sampled_loss` with
+            ``n_negatives`` negatives drawn per training step and shared by the batch).
+        item_counts: ``(N + 1,)`` item frequencies for popularity sampling with the logQ correction
+            (negatives drawn with probability ``q_j = count_j / sum(count)``); ``None``: uniform over ``1..N``.
     Logs ``train/loss`` and ``val/HR@K`` / ``val/NDCG@K`` for each K in ``ks``; keeps the per-epoch
     validation metrics in ``history``.
+    Raises:
+        ValueError: unknown ``loss``, or ``item_counts`` of the wrong shape or without a positive count.
     """
 
-    def __init__(self, net: SASRecNet, lr: float, weight_decay: float, ks: Sequence[int]):
+    def __init__(self, net: SASRecNet, lr: float, weight_decay: float, ks: Sequence[int], *,
+                 loss: str = "full", n_negatives: int = 100, item_counts: torch.Tensor | None = None):
         super().__init__()
+        if loss not in ("full", "sampled"):
+            raise ValueError(f"loss must be 'full' or 'sampled', got {loss!r}")
         self.net = net
         self.lr = lr
         self.weight_decay = weight_decay
         self.ks = tuple(ks)
+        self.loss_kind = loss
+        self.n_negatives = n_negatives
+        self.sampling_probs: torch.Tensor | None = None
+        self.log_q: torch.Tensor | None = None
+        if item_counts is not None:
+            counts = torch.as_tensor(item_counts, dtype=torch.float64)
+            if counts.shape != (net.n_items + 1,) or not counts[1:].sum() > 0:
+                raise ValueError(f"item_counts must have shape ({net.n_items + 1},) and a positive count, "
+                                 f"got shape {tuple(counts.shape)}")
+            counts[0] = 0
+            probs = counts / counts.sum()
+            self.sampling_probs = probs.float()
+            self.log_q = probs.log().float()  # -inf for never-seen items: never sampled, never a target
         self.history: list[dict[str, float]] = []
         self._ranks: list[torch.Tensor] = []
+
+    def sample_negatives(self) -> torch.Tensor:
+        """``(n_negatives,)`` 1-based item indices, with replacement: uniform, or by ``item_counts``."""
+        if self.sampling_probs is None:
+            return torch.randint(1, self.net.n_items + 1, (self.n_negatives,), device=self.device)
+        probs = self.sampling_probs.to(self.device)
+        return torch.multinomial(probs, self.n_negatives, replacement=True)
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
         return torch.optim.Adam(self.net.parameters(), lr=self.lr, weight_decay=self.weight_decay)
 
     def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
         inputs, targets = batch
-        loss = self.net.loss(inputs, targets)
+        if self.loss_kind == "sampled":
+            log_q = None if self.log_q is None else self.log_q.to(self.device)
+            loss = self.net.sampled_loss(inputs, targets, self.sample_negatives(), log_q)
+        else:
+            loss = self.net.loss(inputs, targets)
         self.log("train/loss", loss, prog_bar=True, on_step=False, on_epoch=True, batch_size=inputs.shape[0])
         return loss
 

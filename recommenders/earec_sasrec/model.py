@@ -91,6 +91,13 @@ class SASRecNet(nn.Module):
             return self.item_emb.weight
         return self.item_dropout(self.adaptor(self.item_features))
 
+    def item_rows(self, items: torch.Tensor) -> torch.Tensor:
+        """Representation ``(..., H)`` of the items ``items`` ``(...)`` only (``item_table()[items]``
+        without adapting the whole table; in training mode frozen-feature rows get their own dropout)."""
+        if self.item_emb is not None:
+            return self.item_emb(items)
+        return self.item_dropout(self.adaptor(self.item_features[items]))
+
     def _attention_mask(self, mask: torch.Tensor) -> torch.Tensor:
         """Float attention mask ``(B * n_heads, L, L)`` from the real-item mask ``(B, L)``.
 
@@ -103,8 +110,8 @@ class SASRecNet(nn.Module):
         float_mask = torch.zeros(allowed.shape, device=mask.device).masked_fill(~allowed, float("-inf"))
         return float_mask.repeat_interleave(self.n_heads, dim=0)
 
-    def forward(self, seq: torch.Tensor) -> torch.Tensor:
-        """Hidden states ``(B, L, H)`` of left-padded item sequences ``seq`` ``(B, L)``, ``L <= max_len``."""
+    def _embed(self, seq: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Transformer input ``(B, L, H)`` and attention mask ``(B * n_heads, L, L)`` of ``seq`` ``(B, L)``."""
         if seq.shape[1] > self.max_len:
             raise ValueError(f"sequence length {seq.shape[1]} exceeds max_len {self.max_len}")
         mask = seq > 0
@@ -114,23 +121,60 @@ class SASRecNet(nn.Module):
         else:  # adapt the (N + 1) table once, then gather: cheaper than adapting B x L wide rows
             items = self.item_dropout(self.adaptor(self.item_features)[seq])
         x = items * mask[..., None] + self.pos_emb(positions)
-        x = self.input_dropout(self.input_norm(x))
-        attn_mask = self._attention_mask(mask)
+        return self.input_dropout(self.input_norm(x)), self._attention_mask(mask)
+
+    def forward(self, seq: torch.Tensor) -> torch.Tensor:
+        """Hidden states ``(B, L, H)`` of left-padded item sequences ``seq`` ``(B, L)``, ``L <= max_len``."""
+        x, attn_mask = self._embed(seq)
         for layer in self.layers:
             x = layer(x, src_mask=attn_mask)
         return x
 
-    def logits(self, hidden: torch.Tensor, table: torch.Tensor) -> torch.Tensor:
-        """Scores ``(..., M)`` of hidden states ``(..., H)`` against item rows ``table`` ``(M, H)``."""
+    # Scores factorise as user_side(hidden) @ item_side(table).T: the same two factors serve training
+    # (logits, sampled_loss), score_all and the recommender's user_vectors / item_vectors, so scoring
+    # in chunks from the vectors reproduces score_all exactly.
+
+    def user_side(self, hidden: torch.Tensor) -> torch.Tensor:
+        """The user factor of a score: ``hidden`` ``(..., H)``, or ``normalize(hidden) / temperature``."""
         if self.temperature is not None:
-            hidden = F.normalize(hidden, dim=-1)
-            table = F.normalize(table, dim=-1)
-            return hidden @ table.T / self.temperature
-        return hidden @ table.T
+            return F.normalize(hidden, dim=-1) / self.temperature
+        return hidden
+
+    def item_side(self, table: torch.Tensor) -> torch.Tensor:
+        """The item factor of a score: ``table`` ``(M, H)``, or its L2-normalised rows with a temperature."""
+        if self.temperature is not None:
+            return F.normalize(table, dim=-1)
+        return table
+
+    def logits(self, hidden: torch.Tensor, table: torch.Tensor) -> torch.Tensor:
+        """Scores ``(..., M)`` of hidden states ``(..., H)`` against item rows ``table`` ``(M, H)``:
+        inner products, or cosine / temperature if ``temperature`` is set."""
+        return self.user_side(hidden) @ self.item_side(table).T
 
     def user_vectors(self, seq: torch.Tensor) -> torch.Tensor:
-        """User vector ``(B, H)``: the hidden state at the last (newest) position of ``seq`` ``(B, L)``."""
-        return self.forward(seq)[:, -1]
+        """User vector ``(B, H)``: the hidden state at the last (newest) position of ``seq`` ``(B, L)``.
+
+        Equal to ``forward(seq)[:, -1]``, but the last layer is run for the last query only (its keys and
+        values still come from every position), which skips most of that layer's work at inference.
+        """
+        if not len(self.layers):
+            return self.forward(seq)[:, -1]
+        x, attn_mask = self._embed(seq)
+        for layer in self.layers[:-1]:
+            x = layer(x, src_mask=attn_mask)
+        return self._last_query(self.layers[-1], x, attn_mask[:, -1:])[:, 0]
+
+    @staticmethod
+    def _last_query(layer: nn.TransformerEncoderLayer, x: torch.Tensor, attn_mask: torch.Tensor) -> torch.Tensor:
+        """``layer(x, src_mask)[:, -1:]`` computed for the last query only: ``(B, 1, H)``.
+
+        Spells out ``nn.TransformerEncoderLayer``'s post-norm forward (``norm_first=False``) with the
+        layer's own modules; ``attn_mask`` is the last query row ``(B * n_heads, 1, L)``.
+        """
+        query = x[:, -1:]
+        attended = layer.self_attn(query, x, x, attn_mask=attn_mask, need_weights=False)[0]
+        h = layer.norm1(query + layer.dropout1(attended))
+        return layer.norm2(h + layer.dropout2(layer.linear2(layer.dropout(layer.activation(layer.linear1(h))))))
 
     def score_all(self, seq: torch.Tensor) -> torch.Tensor:
         """Scores ``(B, N + 1)`` of every item for each sequence; column 0 (padding) is meaningless."""
@@ -148,6 +192,45 @@ class SASRecNet(nn.Module):
         logits = self.logits(hidden[keep], self.item_table()[1:])  # (T, N): padding column left out
         return F.cross_entropy(logits, targets[keep] - 1)
 
+    def sampled_loss(self, inputs: torch.Tensor, targets: torch.Tensor, negatives: torch.Tensor,
+                     log_q: torch.Tensor | None = None) -> torch.Tensor:
+        """Sampled-softmax cross-entropy with negatives shared by the whole batch.
+
+        For each real target position with hidden state ``h`` and target ``y``, the softmax runs over
+        ``{y} + negatives`` instead of all ``N`` items: with ``s_j`` the logit of item ``j`` (as in
+        :meth:`logits`) and ``q_j`` its sampling probability,
+
+            loss = -log( exp(s_y - log q_y) / (exp(s_y - log q_y) + sum_{j in negatives, j != y} exp(s_j - log q_j)) )
+
+        The ``- log q`` terms are the logQ correction (Jean et al. 2015; Yi et al. 2019): sampling item
+        ``j`` with probability ``q_j`` over-represents popular items among the negatives, and dividing
+        each ``exp(s_j)`` by ``q_j`` makes the sampled sum an (up to a constant) unbiased estimate of the
+        full softmax's denominator.  For uniform sampling ``q_j = 1 / N`` is a constant shared by every
+        candidate and cancels, so ``log_q=None`` means "no correction".  A negative equal to the
+        position's own target ("accidental hit") is left out of that position's denominator.
+
+        Args:
+            inputs: ``(B, L)`` left-padded item sequences.
+            targets: ``(B, L)`` next item at each position (``0``: ignored).
+            negatives: ``(M,)`` 1-based item indices, sampled with replacement, shared by every position.
+            log_q: ``(N + 1,)`` log sampling probability of each item, or ``None`` (uniform sampling).
+        Returns:
+            the mean loss over real target positions (a scalar).
+        """
+        hidden = self.forward(inputs)
+        keep = targets > 0
+        users = self.user_side(hidden[keep])                               # (T, H)
+        positives = targets[keep]                                          # (T,)
+        candidates = self.item_side(self.item_rows(torch.cat([positives, negatives])))
+        pos_logits = (users * candidates[: len(positives)]).sum(dim=-1, keepdim=True)   # (T, 1)
+        neg_logits = users @ candidates[len(positives):].T                 # (T, M)
+        if log_q is not None:
+            pos_logits = pos_logits - log_q[positives][:, None]
+            neg_logits = neg_logits - log_q[negatives][None, :]
+        neg_logits = neg_logits.masked_fill(negatives[None, :] == positives[:, None], -torch.inf)
+        logits = torch.cat([pos_logits, neg_logits], dim=1)
+        return F.cross_entropy(logits, torch.zeros(len(positives), dtype=torch.long, device=logits.device))
+
 
 class MeanPoolNet(SASRecNet):
     """Causal mean pooling: the hidden state at position ``t`` is the mean of the (layer-normed)
@@ -162,3 +245,7 @@ class MeanPoolNet(SASRecNet):
             items = self.item_dropout(self.adaptor(self.item_features)[seq])
         items = self.input_dropout(self.input_norm(items)) * mask
         return items.cumsum(dim=1) / mask.cumsum(dim=1).clamp(min=1.0)
+
+    def user_vectors(self, seq: torch.Tensor) -> torch.Tensor:
+        """User vector ``(B, H)``: the mean at the last position (no attention layers to shortcut)."""
+        return self.forward(seq)[:, -1]
