@@ -191,14 +191,26 @@ def prepare(ws):
 @cli.command()
 @click.option("--modality", "-m", required=True, help="Modality to align (see `earec plugins`).")
 @click.option("--force", is_flag=True, help="Re-align even if the adapter is current.")
+@click.option("--devices", "n_devices", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Processes (CPU) or GPUs per node; > 1 trains data-parallel, each rank on its own batches.")
+@click.option("--strategy", type=click.Choice(["auto", "ddp", "fsdp"]), default="auto", show_default=True,
+              help="Lightning strategy when --devices > 1 (auto = ddp).")
+@click.option("--accelerator", type=click.Choice(["auto", "cpu", "gpu"]), default="auto", show_default=True)
+@click.option("--num-nodes", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Machines (run the same command on each, Lightning's NODE_RANK/MASTER_ADDR set).")
 @workspace_options
 @align_options
-def align(ws, modality, force, align_cfg):
+def align(ws, modality, force, n_devices, strategy, accelerator, num_nodes, align_cfg):
     """Stage 1: align ONE modality (LoRA adapter + projector) by generating the anchor."""
+    from .align import DeviceConfig
     from .align import align as run_align
 
-    out = run_align(ws, modality, align_cfg, force=force)
-    console.print(f"adapter + projector for {modality!r}: {out}")
+    devices = DeviceConfig(accelerator=accelerator, devices=n_devices, strategy=strategy, num_nodes=num_nodes)
+    out = run_align(ws, modality, align_cfg, force=force, devices=devices)
+    from lightning.fabric.utilities.rank_zero import rank_zero_only
+
+    if rank_zero_only.rank == 0:  # with --devices N every rank returns here; one line is enough
+        console.print(f"adapter + projector for {modality!r}: {out}")
 
 
 @cli.command()
