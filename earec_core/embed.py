@@ -14,9 +14,12 @@ launched by Lightning Fabric (DDP) and joined into one output.  Format: :mod:`ea
 from __future__ import annotations
 
 import contextlib
+import copy
 import hashlib
+import inspect
 import json
 import shutil
+from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -40,41 +43,83 @@ def _autocast(precision: str):
 
 @torch.inference_mode()
 def encode_items(aligned: AlignedModel, builder, catalog, item_ids: list[str], *, batch_size: int = 16,
-                 precision: str = "bf16", progress: bool = True, on_batch=None) -> torch.Tensor:
+                 precision: str = "bf16", progress: bool = True, on_batch=None,
+                 prefix_cache: bool = True) -> torch.Tensor:
     """Embeddings ``(len(item_ids), hidden)`` float32 for ``item_ids`` (rows in the given order).
 
     An item with input for none of the modalities gets the embedding of the bare prompt
     (intro + question), so every item has a valid, finite row.  ``on_batch(n)`` (optional) is
     called after each batch of ``n`` items (for an outer progress bar).
+
+    With ``prefix_cache`` the tokens every prompt starts with (chat-template header, system
+    message, intro — up to the first modality slot) run through the decoder once; each batch
+    continues from a copy of that KV cache.  Causal attention makes this exact: the prefix's keys
+    and values do not depend on what follows.
     """
     from lightning.fabric.utilities.apply_func import move_data_to_device
+    from rich.progress import track
 
     from .backbone import decoder_and_head
 
     samples, _ = build_samples(builder, catalog, item_ids, with_answer=False, with_related=False)
     by_id = {s.item_id: s for s in samples}
-    bare = [iid for iid in item_ids if iid not in by_id]
-    for iid in bare:
-        by_id[iid] = builder.build_bare(iid)
-    order = sorted(range(len(item_ids)), key=lambda i: len(by_id[item_ids[i]].input_ids))
+    for iid in item_ids:
+        if iid not in by_id:
+            by_id[iid] = builder.build_bare(iid)
+    prompts = [by_id[iid] for iid in item_ids]
     decoder, _ = decoder_and_head(aligned.model)
     embed_tokens = aligned.model.get_input_embeddings()
-    hidden = embed_tokens.weight.shape[1]
-    out = torch.empty(len(item_ids), hidden, dtype=torch.float32)
-    pad_id = builder.tokenizer.pad_token_id
     device = embed_tokens.weight.device
-    from rich.progress import track
-
+    out = torch.empty(len(item_ids), embed_tokens.weight.shape[1], dtype=torch.float32)
+    n_prefix = shared_prefix_length(prompts) if prefix_cache else 0
+    cache = None
+    if n_prefix:
+        head = torch.tensor([prompts[0].input_ids[:n_prefix]], device=device)
+        with _autocast(precision):
+            first = decoder(inputs_embeds=embed_tokens(head), use_cache=True)
+        cache = first.cache if hasattr(first, "cache") else first.past_key_values  # transformers >= 5.2x / older
+        cache_arg = "cache" if "cache" in inspect.signature(decoder.forward).parameters else "past_key_values"
+        prompts = [_drop_prefix(s, n_prefix) for s in prompts]
+    order = sorted(range(len(prompts)), key=lambda i: len(prompts[i].input_ids))
     chunks = [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
     for rows in track(chunks, description="embedding items", disable=not progress, transient=True):
-        batch = move_data_to_device(collate([by_id[item_ids[i]] for i in rows], pad_id), device)
+        batch = move_data_to_device(collate([prompts[i] for i in rows], builder.tokenizer.pad_token_id), device)
+        extra = {}
+        if cache is not None:
+            n = len(rows)
+            past = copy.deepcopy(cache)
+            past.batch_repeat_interleave(n)
+            ones = torch.ones(n, n_prefix, dtype=batch.attention_mask.dtype, device=device)
+            extra = {cache_arg: past, "use_cache": True}
+            batch.attention_mask = torch.cat([ones, batch.attention_mask], dim=1)
+            batch.position_ids = batch.position_ids + n_prefix
         with _autocast(precision):
             x = splice(embed_tokens(batch.input_ids), batch, aligned.modalities, aligned.projectors)
-            h = decoder(inputs_embeds=x, attention_mask=batch.attention_mask, position_ids=batch.position_ids)
+            h = decoder(inputs_embeds=x, attention_mask=batch.attention_mask, position_ids=batch.position_ids, **extra)
         out[torch.tensor(rows)] = h.last_hidden_state[:, -1].float().cpu()
         if on_batch is not None:
             on_batch(len(rows))
     return out
+
+
+def shared_prefix_length(samples) -> int:
+    """Tokens all ``samples`` start with, stopping before the first modality slot and leaving at
+    least one token of each prompt (its last position is the embedding)."""
+    if not samples:
+        return 0
+    first = samples[0].input_ids
+    n = min(len(s.input_ids) for s in samples) - 1
+    n = min([n] + [slot.start for s in samples for slot in s.slots])
+    for s in samples[1:]:
+        ids = s.input_ids
+        while n > 0 and ids[:n] != first[:n]:
+            n = next((i for i in range(n) if ids[i] != first[i]), n)
+    return max(n, 0)
+
+
+def _drop_prefix(sample, n: int):
+    return replace(sample, input_ids=sample.input_ids[n:], labels=sample.labels[n:],
+                   slots=[replace(slot, start=slot.start - n) for slot in sample.slots])
 
 
 def embed(ws, source: str, *, batch_size: int = 16, precision: str = "bf16", force: bool = False,

@@ -107,3 +107,30 @@ def test_a_corrupt_embedding_file_is_a_clear_error(ws):
     (out / "item_embeddings.safetensors").write_bytes(b"\x00garbage")
     with pytest.raises(ArtifactError, match="not a readable item-embedding file"):
         load_embeddings(out)
+
+
+def test_prefix_cache_gives_the_same_embeddings_as_full_prompts(ws):
+    aligned = load_aligned(ws, "base:text")
+    builder = ws.builder(aligned.modalities)
+    catalog = ws.dataset.catalog
+    ids = catalog.ids[:20] + ["bare-item"]
+    bare = Item("bare-item", "Untitled", attributes={})
+    catalog.items.append(bare)
+    catalog._by_id["bare-item"] = bare  # a bare prompt (no modality input) in the same batches
+    full = encode_items(aligned, builder, catalog, ids, batch_size=8, precision="fp32", progress=False,
+                        prefix_cache=False)
+    cached = encode_items(aligned, builder, catalog, ids, batch_size=8, precision="fp32", progress=False)
+    torch.testing.assert_close(cached, full, rtol=1e-4, atol=1e-4)
+
+
+def test_shared_prefix_stops_before_the_first_slot_and_keeps_a_last_token():
+    from earec_core.embed import shared_prefix_length
+    from earec_core.prompt import Sample, SlotRef
+
+    a = Sample("a", [1, 2, 3, 4, 5, 6], [-100] * 6)
+    b = Sample("b", [1, 2, 3, 9, 5], [-100] * 5)
+    assert shared_prefix_length([a, b]) == 3
+    assert shared_prefix_length([a, a]) == 5  # identical prompts: the last token is never cached
+    c = Sample("c", [1, 2, 3, 4, 5, 6], [-100] * 6, slots=[SlotRef("behavior", "c", 2, 1)])
+    assert shared_prefix_length([a, c]) == 2
+    assert shared_prefix_length([Sample("d", [7], [-100])]) == 0
