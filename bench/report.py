@@ -186,15 +186,95 @@ def align_section(r) -> list[str]:
     return lines
 
 
+def sampled_section(r) -> list[str]:
+    runs = r["runs"]
+    names = {"full": "full softmax (all items)",
+             "sampled-uniform": f"sampled softmax, {r['n_negatives']} uniform negatives",
+             "sampled-popularity": f"sampled softmax, {r['n_negatives']} popularity negatives + logQ"}
+    d = r["dataset"]
+    lines = [
+        "## 4. SASRec training loss: full vs sampled softmax (MovieLens-100k)",
+        "",
+        f"`python bench/sampled_vs_full.py --max-epochs {r['max_epochs']}`: ID SASRec with the network of section 1 "
+        f"(max length 50, hidden 64, 2 layers, 2 heads, inner 256, dropout 0.5), batch 128 windows, Adam 1e-3, "
+        f"seed {r['seed']}, early stopping (patience 10) capped at {r['max_epochs']} epochs; only the `loss` option "
+        f"differs. {d['users']} users / {d['items']} items / {d['interactions']} interactions (5-core). Fit time "
+        "includes the per-epoch validation; test metrics are full-ranking (all items, history masked) from the "
+        "best-validation weights. Runs are sequential in one process.",
+        "",
+        "| training loss | fit s | epochs (best) | s/epoch | s/epoch vs full | test NDCG@10 | vs full | "
+        "test HR@10 | test NDCG@50 | load (1-min mean) |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for name, x in runs.items():
+        vs = x.get("vs_full")
+        lines.append(
+            f"| {names.get(name, name)} | {f(x['fit_s'], 1)} | {x['epochs_run']} ({x['best_epoch']}) | "
+            f"{f(x['s_per_epoch'], 2)} | {f(vs['s_per_epoch_ratio'], 2) + 'x' if vs else '1.00x'} | "
+            f"{f(x['test']['NDCG@10'], 4)} | {'%+.4f' % vs['test_ndcg10_delta'] if vs else ''} | "
+            f"{f(x['test']['HR@10'], 4)} | {f(x['test']['NDCG@50'], 4)} | {x['load']['load1_mean']} |")
+    lines += ["", "Validation NDCG@10 per epoch:", ""]
+    for name, x in runs.items():
+        lines.append(f"- {names.get(name, name)}: " + ", ".join(f"{v:.4f}" for v in x["valid_curve"]))
+    return lines + [""]
+
+
+def scale_section(r) -> list[str]:
+    c, d, t, e, rss = r["config"], r["data"], r["train"], r["eval"], r["peak_rss_gib"]
+    m = e["metrics"]
+    lines = [
+        "## 5. Scale: 1M items x 1M users (synthetic), sampled-softmax training + chunked full ranking",
+        "",
+        f"`python bench/scale.py{' ' + ' '.join(r['argv']) if r['argv'] else ''}` on the machine above "
+        f"(torch {r['machine'].get('torch_threads')} threads). A scale proof, not a quality result.",
+        "",
+        f"- **Data** (`generate`, seeded, vectorised numpy): {d['users']:,} users, {d['items']:,} items, "
+        f"{d['interactions']:,} interactions in {f(d['generate_s'], 1)} s; sequence lengths "
+        f"{d['length_min']}-{d['length_max']} (uniform, mean {f(d['length_mean'], 1)}); Zipf popularity "
+        f"(a = {c['zipf_a']}; the most popular item is {100 * d['top_item_share']:.1f}% of training interactions, "
+        f"{d['items_seen_in_training']:,} items occur in training); {100 * d['successor_rate']:.0f}% of "
+        f"consecutive pairs are the successor pattern (p_follow = {c['p_follow']}).",
+        f"- **Training**: ID SASRec (hidden {c['hidden_size']}, 2 layers, max_len {c['max_len']}, "
+        f"{t['n_params']:,} parameters, {t['n_params'] * 4 / 2**20:.0f} MiB of fp32 weights), `loss=\"sampled\"` "
+        f"with {c['n_negatives']} {c['negatives']} negatives per batch"
+        f"{' + logQ correction' if c['negatives'] == 'popularity' else ''}, batch {c['batch_size']} users' windows "
+        f"(~{t['targets_per_step_mean']:.0f} targets a step), Adam {c['lr']}, **{t['steps']} steps** in "
+        f"{f(t['seconds'], 0)} s ({f(t['s_per_step'], 2)} s/step; a full-softmax step would need a "
+        f"{t['targets_per_step_mean']:.0f} x {d['items']:,} logit matrix, "
+        f"{t['targets_per_step_mean'] * d['items'] * 4 / 2**30:.0f} GiB). Sampled loss on a fixed probe batch: "
+        f"{f(t['probe_sampled_loss_before'], 3)} before, {f(t['probe_sampled_loss_after'], 3)} after.",
+        f"- **Evaluation**: `earec_core.metrics.evaluate` took the {e['path']} path by itself (catalog "
+        f"{'>=' if e['path'] == 'chunked' else '<'} `chunked_min_items` = {c['chunked_min_items']:,}): "
+        f"{e['users_evaluated']:,} random users, each ranked against all {e['items_ranked_per_user']:,} items "
+        f"({c['chunk_size']:,} at a time, history masked), in {f(e['seconds'], 1)} s = "
+        f"**{f(e['s_per_1k_users'], 2)} s per 1,000 users**, extrapolated to all {d['users']:,} users: "
+        f"**{f(e['extrapolated_all_users_h'], 2)} h** on this machine (not run: a linear extrapolation from the "
+        f"sample). HR@10 {f(m['HR@10'], 4)}, NDCG@10 {f(m['NDCG@10'], 4)}, HR@50 {f(m['HR@50'], 4)} "
+        f"(random: HR@10 = {e['random_hr10']:.0e}). Dense scores for the sample alone would be "
+        f"{f(e['dense_matrix_would_be_gib'], 1)} GiB, for all users {f(e['all_users_dense_matrix_would_be_gib'] / 1024, 1)} TiB.",
+        f"- **Top-10 lists** (`chunked_topk`, history excluded) for the same users: {f(e['topk10_seconds'], 1)} s "
+        f"({f(e['topk10_s_per_1k_users'], 2)} s per 1,000 users).",
+        f"- **Peak RSS** (`resource.getrusage`, whole process): {f(rss['after_generate'], 2)} GiB after generation, "
+        f"{f(rss['after_train'], 2)} GiB after training, {f(rss['after_evaluate'], 2)} GiB after evaluation, "
+        f"**{f(r['peak_rss_gib_max'], 2)} GiB** at most: within the {c['rss_limit_gib']:.0f} GiB limit: "
+        f"{verdict(r['rss_within_limit'])}.",
+        "",
+        f"Load during the run: {load_line(r['load'])}.",
+        "",
+    ]
+    return lines
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--smoke", action="store_true")
     ap.add_argument("--notes", default=str(BENCH_DIR / "NOTES.md"),
                     help="hand-written notes appended verbatim if the file exists")
     args = ap.parse_args()
-    sasrec, embed, align, es = (load(n, args.smoke) for n in ("sasrec_vs_recbole", "embed_vs_loop", "align_overhead",
-                                                                "eval_speed"))
-    any_r = sasrec or embed or align
+    sasrec, embed, align, es, sampled, scale = (
+        load(n, args.smoke) for n in ("sasrec_vs_recbole", "embed_vs_loop", "align_overhead", "eval_speed",
+                                      "sampled_vs_full", "scale"))
+    any_r = sasrec or embed or align or sampled or scale
     if any_r is None:
         raise SystemExit("no results under bench/out; run bench/run_all.sh first")
     m = any_r["machine"]
@@ -203,8 +283,9 @@ def main():
         "# Benchmarks: EARec vs peers" + (" (SMOKE RUN: tiny sizes, numbers meaningless)" if args.smoke else ""),
         "",
         "Command (repo root): `bash bench/run_all.sh` (creates the RecBole venv with `bench/peer_env.sh` if needed, "
-        "runs `bench/sasrec_vs_recbole.py`, `bench/eval_speed.py`, `bench/embed_vs_loop.py`, `bench/align_overhead.py`, then "
-        "`bench/report.py`, which writes this file from `bench/out/*.json`).",
+        "runs `bench/sasrec_vs_recbole.py`, `bench/eval_speed.py`, `bench/embed_vs_loop.py`, `bench/align_overhead.py`, "
+        "`bench/sampled_vs_full.py`, `bench/scale.py`, then `bench/report.py`, which writes this file from "
+        "`bench/out/*.json`).",
         "",
         f"Machine: {m.get('nproc')} CPU cores ({m.get('cpu_model', '?')}), {m.get('ram_total_gib', '?')} GiB RAM "
         f"(`free -g`), no GPU; Python {m.get('python')}, torch {m.get('torch')} with {m.get('torch_threads')} threads. "
@@ -222,6 +303,10 @@ def main():
         lines += embed_section(embed)
     if align:
         lines += align_section(align)
+    if sampled:
+        lines += sampled_section(sampled)
+    if scale:
+        lines += scale_section(scale)
     notes = Path(args.notes)
     if notes.is_file() and not args.smoke:
         lines += [notes.read_text().strip(), ""]
