@@ -94,6 +94,9 @@ def workspace_options(fn):
     @click.option("--trust-remote-code", is_flag=True, default=None, help="Allow custom model code from --llm.")
     @click.option("--rec-option", "rec_options", multiple=True, metavar="KEY=VALUE",
                   help="Recommender option, e.g. max_epochs=50 or hidden_size=64 (repeatable; saved in run.json).")
+    @click.option("--emb-rec-option", "emb_rec_options", multiple=True, metavar="KEY=VALUE",
+                  help="Extra option of the recommender on frozen item embeddings, on top of --rec-option, e.g. "
+                       "temperature=0.07 or feature_transform=whiten|standardize|none (repeatable; saved in run.json).")
     @click.option("--modality-option", "modality_options", multiple=True, metavar="MODALITY.KEY=VALUE",
                   help="Modality option, e.g. vision.encoder=/models/clip or vision.features=pooled (repeatable; "
                        "merged into run.json's modality_options).")
@@ -101,17 +104,18 @@ def workspace_options(fn):
                   help="Token budget per prompt (default 256; image patch features need more: 576 per image for CLIP-L/14-336).")
     @click.option("--quiet", is_flag=True, help="No progress bars.")
     @functools.wraps(fn)
-    def wrapper(run_dir, dataset, llm, seed, k_core, anchor_field, trust_remote_code, rec_options, modality_options,
-                max_length, quiet, **kwargs):
+    def wrapper(run_dir, dataset, llm, seed, k_core, anchor_field, trust_remote_code, rec_options, emb_rec_options,
+                modality_options, max_length, quiet, **kwargs):
         from .workspace import Workspace
 
         _quiet_libraries()
         rec = _key_values(rec_options, "--rec-option") if rec_options else None
+        emb_rec = _key_values(emb_rec_options, "--emb-rec-option") if emb_rec_options else None
         mod = _modality_options(modality_options) if modality_options else None
         ws = Workspace(run_dir, progress=not quiet, dataset=dataset, llm=llm, seed=seed, k_core=k_core,
                        anchor_field=anchor_field,
                        trust_remote_code=trust_remote_code, recommender_options=rec, modality_options=mod,
-                       max_length=max_length)
+                       embedding_recommender_options=emb_rec, max_length=max_length)
         return fn(ws, **kwargs)
 
     return wrapper

@@ -132,10 +132,44 @@ def id_baseline(ctx, name: str = "sasrec", *, need_ranks: bool = False) -> RecRe
     )
 
 
+FEATURE_TRANSFORMS = ("none", "standardize", "whiten")
+
+
+def transform_features(table: torch.Tensor, how: str = "whiten", eps: float = 1e-5) -> torch.Tensor:
+    """Re-express frozen item features ``(n_items, d)`` before a recommender's adaptor sees them.
+
+    * ``none``: as they are.
+    * ``standardize``: per dimension, zero mean and unit variance.
+    * ``whiten``: PCA whitening, ``(x - mean) V / (s / sqrt(n - 1))`` over the principal directions
+      whose singular value ``s`` exceeds ``eps * s_max`` (null directions dropped, so the width may
+      shrink).  LLM last-token states are highly anisotropic (a few massive dimensions, pairwise
+      cosine near 1); whitening gives the linear adaptor a well-conditioned input.  It uses item
+      features only, never interactions.
+
+    Raises EarecError for an unknown ``how``.
+    """
+    if how not in FEATURE_TRANSFORMS:
+        raise EarecError(f"feature_transform must be one of {', '.join(FEATURE_TRANSFORMS)}, got {how!r}")
+    x = table.double()
+    if how == "none":
+        return table.float()
+    centred = x - x.mean(dim=0, keepdim=True)
+    if how == "standardize":
+        return (centred / centred.std(dim=0, keepdim=True).clamp_min(eps)).float()
+    _, s, vh = torch.linalg.svd(centred, full_matrices=False)
+    keep = s > eps * s.max().clamp_min(torch.finfo(torch.float64).tiny)
+    scale = s[keep] / max(x.shape[0] - 1, 1) ** 0.5
+    return (centred @ vh[keep].T / scale).float()
+
+
 def on_embeddings(ctx, embeddings_dir: Path, name: str = "sasrec", label: str | None = None, options: dict | None = None,
                   *, need_ranks: bool = False) -> RecResult:
     """Train recommender ``name`` on frozen item embeddings from ``embeddings_dir`` (see
-    :mod:`earec_core.embed`), cached under ``run_dir/recommend/LABEL``."""
+    :mod:`earec_core.embed`), cached under ``run_dir/recommend/LABEL``.
+
+    ``options`` may hold ``feature_transform`` (see :func:`transform_features`; taken out before
+    the rest reach the recommender).
+    """
     from .embed import load_embeddings
 
     label = label or embeddings_dir.name
@@ -145,12 +179,16 @@ def on_embeddings(ctx, embeddings_dir: Path, name: str = "sasrec", label: str | 
         directory, "recommend", {"recommender": name, "options": opts, "seed": ctx.seed},
         {"dataset": ctx.run_dir / "dataset", "embeddings": embeddings_dir},
     )
+    rec_opts = dict(opts)
+    how = rec_opts.pop("feature_transform", "none")
+    if how not in FEATURE_TRANSFORMS:  # before any work
+        raise EarecError(f"feature_transform must be one of {', '.join(FEATURE_TRANSFORMS)}, got {how!r}")
 
     def compute():
-        table = load_embeddings(embeddings_dir, ctx.dataset.catalog.ids)
-        padded = torch.cat([torch.zeros(1, table.shape[1]), table.float()])
+        table = transform_features(load_embeddings(embeddings_dir, ctx.dataset.catalog.ids), how)
+        padded = torch.cat([torch.zeros(1, table.shape[1]), table])
         return train_and_evaluate(
-            ctx.registry, name, ctx.dataset.splits, padded, options=opts, seed=ctx.seed, progress=ctx.progress,
+            ctx.registry, name, ctx.dataset.splits, padded, options=rec_opts, seed=ctx.seed, progress=ctx.progress,
         )
 
     return _cached(directory, manifest, compute, need_ranks=need_ranks)

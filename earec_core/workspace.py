@@ -39,7 +39,8 @@ DEFAULTS: dict[str, Any] = {
     "modality_options": {},
     "recommender": "sasrec",
     "recommender_options": {},
-    "embedding_recommender_options": {"temperature": 0.07},
+    # the reference's cosine/temperature logits, on PCA-whitened LLM states (see recommend.transform_features)
+    "embedding_recommender_options": {"temperature": 0.07, "feature_transform": "whiten"},
     "max_length": 256,
     "trust_remote_code": False,
 }
@@ -70,8 +71,9 @@ class Workspace:
             raise EarecError(f"--dataset: dataset folder not found: {given['dataset']}")
         if given.get("llm") not in (None, DEFAULT_LLM):
             resolve_llm(given["llm"])  # refuse a bad --llm before it is saved into run.json
-        if "recommender_options" in given:  # merged into the stored options, not replacing them
-            given["recommender_options"] = {**stored.get("recommender_options", {}), **given["recommender_options"]}
+        for key in ("recommender_options", "embedding_recommender_options"):  # merged, not replaced
+            if key in given:
+                given[key] = {**stored.get(key, DEFAULTS[key]), **given[key]}
         if "modality_options" in given:  # merged per modality
             merged = {m: dict(o) for m, o in stored.get("modality_options", {}).items()}
             for m, opts in given["modality_options"].items():
