@@ -391,6 +391,15 @@ def pickled_adapter(command: str):
     return row
 
 
+def corrupt_embeddings(env):
+    """Item embeddings whose file was damaged after `earec embed` wrote it (manifest still current)."""
+    from earec_core.embed import embed
+
+    out = embed(env.workspace(), "base:text")  # the CLI's defaults, so `recommend` finds it current
+    (out / "item_embeddings.safetensors").write_bytes(b"\x00not safetensors")
+    return env.cli_raw("recommend", "base:text", "--run-dir", env.run_dir, "--quiet", "--rec-option", "max_epochs=1")
+
+
 class _Exploit:
     def __init__(self, marker):
         self.marker = str(marker)
@@ -576,6 +585,17 @@ ROWS = [
                  cli_error(r"has 40 items, fewer than the evaluation cutoff K=\[50\]"), id="dataset-smaller-than-eval-k"),
     pytest.param(empty_validation_split, raises(DataError, r"splits\.valid is empty"), id="empty-validation-split"),
     pytest.param(empty_evaluation, raises(ValueError, r"the split is empty"), id="empty-evaluation-split"),
+    pytest.param(lambda env: env.cli("recommend", "base:text", "--emb-rec-option", "feature_transform=pca",
+                                     dataset=env.dataset()),
+                 cli_error(r"feature_transform must be one of none, standardize, whiten, got 'pca'"),
+                 id="feature-transform-unknown"),
+    pytest.param(corrupt_embeddings, cli_error(r"not a readable item-embedding file .*re-run `earec embed`"),
+                 id="embeddings-file-corrupt"),
+    # embedding extraction
+    pytest.param(lambda env: env.cli("embed", "base:text", "--devices", "0", dataset=env.dataset()),
+                 cli_error(r"Invalid value for '--devices'"), id="embed-zero-devices"),
+    pytest.param(lambda env: env.cli("embed", "base:text", "--shard-size", "0", dataset=env.dataset()),
+                 cli_error(r"Invalid value for '--shard-size'"), id="embed-zero-shard-size"),
     # backbone
     pytest.param(lambda env: env.cli_raw("align", "--run-dir", env.run_dir, "--llm", env.tmp / "missing",
                                          "--dataset", env.dataset(), "--modality", "text", "--quiet"),
