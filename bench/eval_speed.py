@@ -8,8 +8,11 @@ HR/NDCG@10/50.  Ours: ``earec_core.metrics.evaluate(rec.score, splits.valid, n_i
 start-up and data preparation are not timed).  Complements the in-training timings of
 bench/sasrec_vs_recbole.py with a same-conditions measurement.
 
-Usage (repo root, /work/venv):  python bench/eval_speed.py [--reps 7]
-Writes bench/out/eval_speed.json.
+``--threads N`` runs both with N torch threads (``torch.set_num_threads`` for ours, ``OMP_NUM_THREADS``
+for RecBole's process); on a shared machine 1 thread is far less sensitive to other jobs than 2.
+
+Usage (repo root, /work/venv):  python bench/eval_speed.py [--reps 7] [--threads 1]
+Writes bench/out/eval_speed.json (``--threads N``: eval_speed-threadsN.json).
 """
 
 from __future__ import annotations
@@ -30,11 +33,15 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--reps", type=int, default=7)
     ap.add_argument("--peer-venv", default=os.environ.get("PEER_VENV", str(BENCH_DIR / ".peer-venv")))
+    ap.add_argument("--threads", type=int, default=None, help="torch threads for both (default: torch's default)")
     ap.add_argument("--smoke", action="store_true")
     args = ap.parse_args()
     if args.smoke:
         args.reps = 2
     import torch
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
 
     import earec_sasrec
     from earec_core.data import load_dataset
@@ -55,6 +62,8 @@ def main():
         return ts
 
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    if args.threads:
+        env["OMP_NUM_THREADS"] = str(args.threads)
     with LoadSampler(every=1.0) as load:
         ours_a = ours()
         proc = subprocess.run([str(Path(args.peer_venv) / "bin" / "python"), str(BENCH_DIR / "_recbole_eval_timing.py"),
@@ -66,14 +75,15 @@ def main():
         ours_b = ours()
     ours_all = ours_a + ours_b
     result = {
-        "machine": machine(), "reps": args.reps,
+        "machine": machine(), "reps": args.reps, "threads": torch.get_num_threads(),
         "ours_valid_eval_s": ours_all, "ours_median": median(ours_all),
         "recbole_valid_eval_s": rb["valid_eval_s"], "recbole_median": median(rb["valid_eval_s"]),
         "speedup_median": median(rb["valid_eval_s"]) / median(ours_all),
         "recbole_torch_threads": rb["torch_threads"], "valid_users": rb["valid_users"],
         "load": load.summary(),
     }
-    write_json(OUT_DIR / f"eval_speed{'-smoke' if args.smoke else ''}.json", result)
+    name = f"eval_speed{f'-threads{args.threads}' if args.threads else ''}{'-smoke' if args.smoke else ''}"
+    write_json(OUT_DIR / f"{name}.json", result)
     print(json.dumps({k: v for k, v in result.items() if k != "machine"}, indent=2))
 
 
