@@ -9,10 +9,13 @@ start-up and data preparation are not timed).  Complements the in-training timin
 bench/sasrec_vs_recbole.py with a same-conditions measurement.
 
 ``--threads N`` runs both with N torch threads (``torch.set_num_threads`` for ours, ``OMP_NUM_THREADS``
-for RecBole's process); on a shared machine 1 thread is far less sensitive to other jobs than 2.
+for RecBole's process).  ``--omp-passive`` sets ``OMP_WAIT_POLICY=PASSIVE`` for both processes: idle
+OpenMP threads sleep instead of spinning.  On a shared, oversubscribed machine the default spinning
+makes many-small-op code (ours: 4 batches x length groups) erratically slow (0.5-4 s instead of ~0.2 s
+per evaluation, measured); 1 thread or passive waiting removes that effect for both sides.
 
-Usage (repo root, /work/venv):  python bench/eval_speed.py [--reps 7] [--threads 1]
-Writes bench/out/eval_speed.json (``--threads N``: eval_speed-threadsN.json).
+Usage (repo root, /work/venv):  python bench/eval_speed.py [--reps 7] [--threads 1] [--omp-passive]
+Writes bench/out/eval_speed[-threadsN][-passive].json.
 """
 
 from __future__ import annotations
@@ -34,10 +37,13 @@ def main():
     ap.add_argument("--reps", type=int, default=7)
     ap.add_argument("--peer-venv", default=os.environ.get("PEER_VENV", str(BENCH_DIR / ".peer-venv")))
     ap.add_argument("--threads", type=int, default=None, help="torch threads for both (default: torch's default)")
+    ap.add_argument("--omp-passive", action="store_true", help="OMP_WAIT_POLICY=PASSIVE for both processes")
     ap.add_argument("--smoke", action="store_true")
     args = ap.parse_args()
     if args.smoke:
         args.reps = 2
+    if args.omp_passive:
+        os.environ["OMP_WAIT_POLICY"] = "PASSIVE"  # read by libgomp when torch loads it, so before the import
     import torch
 
     if args.threads:
@@ -76,13 +82,15 @@ def main():
     ours_all = ours_a + ours_b
     result = {
         "machine": machine(), "reps": args.reps, "threads": torch.get_num_threads(),
+        "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", "default (active spinning)"),
         "ours_valid_eval_s": ours_all, "ours_median": median(ours_all),
         "recbole_valid_eval_s": rb["valid_eval_s"], "recbole_median": median(rb["valid_eval_s"]),
         "speedup_median": median(rb["valid_eval_s"]) / median(ours_all),
         "recbole_torch_threads": rb["torch_threads"], "valid_users": rb["valid_users"],
         "load": load.summary(),
     }
-    name = f"eval_speed{f'-threads{args.threads}' if args.threads else ''}{'-smoke' if args.smoke else ''}"
+    name = (f"eval_speed{f'-threads{args.threads}' if args.threads else ''}{'-passive' if args.omp_passive else ''}"
+            f"{'-smoke' if args.smoke else ''}")
     write_json(OUT_DIR / f"{name}.json", result)
     print(json.dumps({k: v for k, v in result.items() if k != "machine"}, indent=2))
 

@@ -34,7 +34,14 @@ def load_line(d):
     return f"1-min load avg {d['load1_min']}-{d['load1_max']} (mean {d['load1_mean']})"
 
 
-def sasrec_section(r, es=None) -> list[str]:
+EVAL_SPEED_RUNS = (
+    ("eval_speed", "torch default threads"),
+    ("eval_speed-passive", "torch default threads, `OMP_WAIT_POLICY=PASSIVE` for both"),
+    ("eval_speed-threads1", "1 torch thread each"),
+)
+
+
+def sasrec_section(r, es_runs=()) -> list[str]:
     rb, ours, tt, ev, te = r["recbole"], r["ours"], r["time_to_target"], r["eval"], r["test"]
     rbt = rb["timing"]
     our_epoch_s = [b["seconds"] - a["seconds"] for a, b in zip([{"seconds": 0.0}] + ours["history"], ours["history"])]
@@ -61,14 +68,16 @@ def sasrec_section(r, es=None) -> list[str]:
         f"{f(tt['ours_s'], 1)} (epoch {tt['ours_epoch']}) | {f(tt['recbole_s'], 1)} (epoch {r['target_epoch_recbole']}) | "
         f"{f(ratio_tt)} (ours/RecBole) | <= 0.333 | {verdict(ratio_tt is not None and ratio_tt <= 1 / 3)} |",
         f"| full-ranking evaluation, all {ours['dataset']['users']} valid users x {ours['dataset']['items']} items "
-        f"(s, median) | {f(ev['ours_valid_eval_s_median'], 4)} | {f(ev['recbole_valid_eval_s_median'], 4)} | "
+        f"(s, median; timed in this SASRec run, {r['machine'].get('date_utc')}) | {f(ev['ours_valid_eval_s_median'], 4)} | {f(ev['recbole_valid_eval_s_median'], 4)} | "
         f"{f(ev['speedup_median'], 2)}x faster | >= 5x | {verdict(ev['speedup_median'] >= 5)} |",
     ]
-    if es:
-        lines.append(
-            f"| same, measured side by side by `bench/eval_speed.py` (untrained weights, ours / RecBole / ours again, "
-            f"{es['reps']} repeats each, s, median) | {f(es['ours_median'], 4)} | {f(es['recbole_median'], 4)} | "
-            f"{f(es['speedup_median'], 2)}x faster | >= 5x | {verdict(es['speedup_median'] >= 5)} |")
+    for x, threads in es_runs:
+        if x:
+            lines.append(
+                f"| same, measured side by side by `bench/eval_speed.py` (untrained weights, ours / RecBole / ours "
+                f"again, {x['reps']} repeats each, {threads}, {x['machine'].get('date_utc')}, 1-min load "
+                f"{x['load']['load1_mean']}; s, median) | {f(x['ours_median'], 4)} | {f(x['recbole_median'], 4)} | "
+                f"{f(x['speedup_median'], 2)}x faster | >= 5x | {verdict(x['speedup_median'] >= 5)} |")
     lines += [
         f"| test NDCG@10 (best-validation weights) | {f(te['ours']['NDCG@10'], 4)} | {f(te['recbole']['ndcg@10'], 4)} | "
         f"{te['ndcg10_delta_ours_minus_recbole']:+.4f} (ours - RecBole) | >= 0 | "
@@ -110,7 +119,7 @@ def sasrec_section(r, es=None) -> list[str]:
         f"ours on test: {f(ev['ours_test_eval_s'], 4)} s.",
         "",
         f"Load during the run: RecBole {load_line(rb['load'])}; ours (training) {load_line(ours['load'])}"
-        + (f"; eval_speed.py {load_line(es['load'])}." if es else "."),
+        + "".join(f"; eval_speed.py ({label}) {load_line(x['load'])}" for x, label in es_runs if x) + ".",
         "",
     ]
     return lines
@@ -271,9 +280,9 @@ def main():
     ap.add_argument("--notes", default=str(BENCH_DIR / "NOTES.md"),
                     help="hand-written notes appended verbatim if the file exists")
     args = ap.parse_args()
-    sasrec, embed, align, es, sampled, scale = (
-        load(n, args.smoke) for n in ("sasrec_vs_recbole", "embed_vs_loop", "align_overhead", "eval_speed",
-                                      "sampled_vs_full", "scale"))
+    sasrec, embed, align, sampled, scale = (
+        load(n, args.smoke) for n in ("sasrec_vs_recbole", "embed_vs_loop", "align_overhead", "sampled_vs_full", "scale"))
+    es_runs = [(load(name, args.smoke), label) for name, label in EVAL_SPEED_RUNS]
     any_r = sasrec or embed or align or sampled or scale
     if any_r is None:
         raise SystemExit("no results under bench/out; run bench/run_all.sh first")
@@ -298,7 +307,7 @@ def main():
     if run_info.is_file():
         lines += ["```", run_info.read_text().strip(), "```", ""]
     if sasrec:
-        lines += sasrec_section(sasrec, es)
+        lines += sasrec_section(sasrec, es_runs)
     if embed:
         lines += embed_section(embed)
     if align:

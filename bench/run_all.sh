@@ -37,6 +37,8 @@ echo "args: SASREC_ARGS='${SASREC_ARGS:-}' EMBED_ARGS='${EMBED_ARGS:-}' ALIGN_AR
 # shellcheck disable=SC2086  # the *_ARGS are word lists on purpose
 "$PY" bench/sasrec_vs_recbole.py "${smoke[@]}" ${SASREC_ARGS:-}
 "$PY" bench/eval_speed.py "${smoke[@]}"
+"$PY" bench/eval_speed.py --omp-passive "${smoke[@]}"
+"$PY" bench/eval_speed.py --threads 1 "${smoke[@]}"
 # shellcheck disable=SC2086
 "$PY" bench/embed_vs_loop.py "${smoke[@]}" ${EMBED_ARGS:-}
 if [ "${SKIP_ALIGN:-0}" != "1" ]; then

@@ -21,7 +21,7 @@
    extrapolated linearly to all users.  ``chunked_topk`` then produces top-10 lists for the same users.
 4. **Memory**: peak resident set size of the process (``resource.getrusage``), after each phase.
 
-Usage (repo root, /work/venv):  python bench/scale.py [--smoke] [--steps 300] [--eval-users 2000]
+Usage (repo root, /work/venv):  python bench/scale.py [--smoke] [--steps 200] [--eval-users 2000]
 Writes bench/out/scale.json (``--smoke``: tiny sizes, bench/out/scale-smoke.json).
 """
 
@@ -164,7 +164,7 @@ def main():
     ap.add_argument("--p-follow", type=float, default=0.3)
     ap.add_argument("--hidden-size", type=int, default=64)
     ap.add_argument("--max-len", type=int, default=50, help="SASRec max_len (items a user vector sees)")
-    ap.add_argument("--steps", type=int, default=300)
+    ap.add_argument("--steps", type=int, default=200)
     ap.add_argument("--batch-size", type=int, default=128)
     ap.add_argument("--n-negatives", type=int, default=1000)
     ap.add_argument("--negatives", choices=("uniform", "popularity"), default="popularity")

@@ -33,7 +33,7 @@ _FORMAT = "earec-sasrec/1"
 _NET_OPTIONS = ("hidden_size", "n_layers", "n_heads", "inner_size", "dropout", "max_len", "temperature")
 LOSSES = ("full", "sampled")
 NEGATIVE_SAMPLERS = ("uniform", "popularity")
-_LENGTH_GROUP = 64  # users a forward pass in scoring (grouped by history length, to cut padding)
+_LENGTH_GROUP = 128  # users a forward pass in scoring (grouped by history length, to cut padding)
 
 
 @hookimpl
