@@ -68,7 +68,8 @@ def sasrec_section(r, es_runs=()) -> list[str]:
         f"{f(tt['ours_s'], 1)} (epoch {tt['ours_epoch']}) | {f(tt['recbole_s'], 1)} (epoch {r['target_epoch_recbole']}) | "
         f"{f(ratio_tt)} (ours/RecBole) | <= 0.333 | {verdict(ratio_tt is not None and ratio_tt <= 1 / 3)} |",
         f"| full-ranking evaluation, all {ours['dataset']['users']} valid users x {ours['dataset']['items']} items "
-        f"(s, median; timed in this SASRec run, {r['machine'].get('date_utc')}) | {f(ev['ours_valid_eval_s_median'], 4)} | {f(ev['recbole_valid_eval_s_median'], 4)} | "
+        f"(s, median; timed in this SASRec run, {r['machine'].get('date_utc')}) | "
+        f"{f(ev['ours_valid_eval_s_median'], 4)} | {f(ev['recbole_valid_eval_s_median'], 4)} | "
         f"{f(ev['speedup_median'], 2)}x faster | >= 5x | {verdict(ev['speedup_median'] >= 5)} |",
     ]
     for x, threads in es_runs:
@@ -260,7 +261,8 @@ def scale_section(r) -> list[str]:
         f"**{f(e['extrapolated_all_users_h'], 2)} h** on this machine (not run: a linear extrapolation from the "
         f"sample). HR@10 {f(m['HR@10'], 4)}, NDCG@10 {f(m['NDCG@10'], 4)}, HR@50 {f(m['HR@50'], 4)} "
         f"(random: HR@10 = {e['random_hr10']:.0e}). Dense scores for the sample alone would be "
-        f"{f(e['dense_matrix_would_be_gib'], 1)} GiB, for all users {f(e['all_users_dense_matrix_would_be_gib'] / 1024, 1)} TiB.",
+        f"{f(e['dense_matrix_would_be_gib'], 1)} GiB, for all users "
+        f"{f(e['all_users_dense_matrix_would_be_gib'] / 1024, 1)} TiB.",
         f"- **Top-10 lists** (`chunked_topk`, history excluded) for the same users: {f(e['topk10_seconds'], 1)} s "
         f"({f(e['topk10_s_per_1k_users'], 2)} s per 1,000 users).",
         f"- **Peak RSS** (`resource.getrusage`, whole process): {f(rss['after_generate'], 2)} GiB after generation, "
@@ -281,7 +283,8 @@ def main():
                     help="hand-written notes appended verbatim if the file exists")
     args = ap.parse_args()
     sasrec, embed, align, sampled, scale = (
-        load(n, args.smoke) for n in ("sasrec_vs_recbole", "embed_vs_loop", "align_overhead", "sampled_vs_full", "scale"))
+        load(n, args.smoke)
+        for n in ("sasrec_vs_recbole", "embed_vs_loop", "align_overhead", "sampled_vs_full", "scale"))
     es_runs = [(load(name, args.smoke), label) for name, label in EVAL_SPEED_RUNS]
     any_r = sasrec or embed or align or sampled or scale
     if any_r is None:

@@ -200,14 +200,17 @@ class SASRecNet(nn.Module):
         ``{y} + negatives`` instead of all ``N`` items: with ``s_j`` the logit of item ``j`` (as in
         :meth:`logits`) and ``q_j`` its sampling probability,
 
-            loss = -log( exp(s_y - log q_y) / (exp(s_y - log q_y) + sum_{j in negatives, j != y} exp(s_j - log q_j)) )
+            loss = -log( exp(s_y - log q_y) /
+                         (exp(s_y - log q_y) + sum_{j in negatives, j != y} exp(s_j - log q_j)) )
 
         The ``- log q`` terms are the logQ correction (Jean et al. 2015; Yi et al. 2019): sampling item
-        ``j`` with probability ``q_j`` over-represents popular items among the negatives, and dividing
-        each ``exp(s_j)`` by ``q_j`` makes the sampled sum an (up to a constant) unbiased estimate of the
-        full softmax's denominator.  For uniform sampling ``q_j = 1 / N`` is a constant shared by every
-        candidate and cancels, so ``log_q=None`` means "no correction".  A negative equal to the
-        position's own target ("accidental hit") is left out of that position's denominator.
+        ``j`` with probability ``q_j`` over-represents popular items among the negatives; with ``M``
+        negatives drawn with replacement, ``E[sum_{j in negatives} exp(s_j) / q_j] = M * sum_k exp(s_k)``,
+        so the corrected negatives estimate the full softmax's denominator without that bias.  The
+        positive gets the same correction (as in TensorFlow's ``sampled_softmax_loss``), so for uniform
+        sampling, where ``q_j = 1 / N`` is one constant for every candidate, the correction cancels:
+        ``log_q=None`` means "no correction".  A negative equal to the position's own target ("accidental
+        hit") is left out of that position's denominator.
 
         Args:
             inputs: ``(B, L)`` left-padded item sequences.
