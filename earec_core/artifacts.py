@@ -36,13 +36,23 @@ def write_json(path: Path, data: Any) -> None:
         raise
 
 
-def write_text(path: Path, text: str) -> None:
-    """Write text atomically."""
+def write_bytes(path: Path, data: bytes) -> None:
+    """Write bytes atomically (temp file in the same folder + ``os.replace``)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}-", dir=path.parent)
-    with os.fdopen(fd, "w", encoding="utf-8") as fh:
-        fh.write(text)
-    os.replace(tmp, path)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+def write_text(path: Path, text: str) -> None:
+    """Write text atomically."""
+    write_bytes(path, text.encode("utf-8"))
 
 
 def read_json(path: Path) -> Any:

@@ -116,7 +116,11 @@ def workspace_options(fn):
                        anchor_field=anchor_field,
                        trust_remote_code=trust_remote_code, recommender_options=rec, modality_options=mod,
                        embedding_recommender_options=emb_rec, max_length=max_length)
-        return fn(ws, **kwargs)
+        try:
+            return fn(ws, **kwargs)
+        except BaseException:  # a failed (or interrupted) command leaves run.json as it found it
+            ws.rollback_settings()
+            raise
 
     return wrapper
 
@@ -128,20 +132,20 @@ def align_options(fn):
 
     @click.option("--align-items", default=str(d.max_items), show_default=True,
                   help="Alignment samples per modality ('all' for every item).")
-    @click.option("--epochs", type=int, default=d.epochs, show_default=True)
-    @click.option("--batch-size", type=int, default=d.batch_size, show_default=True)
-    @click.option("--lora-rank", type=int, default=d.lora_rank, show_default=True)
-    @click.option("--lora-alpha", type=int, default=d.lora_alpha, show_default=True)
+    @click.option("--epochs", type=click.IntRange(min=1), default=d.epochs, show_default=True)
+    @click.option("--batch-size", type=click.IntRange(min=1), default=d.batch_size, show_default=True)
+    @click.option("--lora-rank", type=click.IntRange(min=1), default=d.lora_rank, show_default=True)
+    @click.option("--lora-alpha", type=click.IntRange(min=1), default=d.lora_alpha, show_default=True)
     @click.option("--lora-lr", type=float, default=d.lora_lr, show_default=True)
     @click.option("--projector-lr", type=float, default=d.projector_lr, show_default=True)
-    @click.option("--projector-pretrain-epochs", type=int, default=d.projector_pretrain_epochs, show_default=True)
+    @click.option("--projector-pretrain-epochs", type=click.IntRange(min=0), default=d.projector_pretrain_epochs, show_default=True)
     @click.option("--precision", default=d.precision, show_default=True,
                   help="Lightning precision; 'auto' = bf16-mixed on GPU, 32-true on CPU.")
     @functools.wraps(fn)
     def wrapper(*args, align_items, epochs, batch_size, lora_rank, lora_alpha, lora_lr, projector_lr,
                 projector_pretrain_epochs, precision, **kwargs):
-        if align_items != "all" and not align_items.isdigit():
-            raise click.BadParameter("expected a number or 'all'", param_hint="--align-items")
+        if align_items != "all" and (not align_items.isdigit() or int(align_items) < 1):
+            raise click.BadParameter("expected a number >= 1 or 'all'", param_hint="--align-items")
         cfg = AlignConfig(
             max_items=None if align_items == "all" else int(align_items), epochs=epochs, batch_size=batch_size,
             lora_rank=lora_rank, lora_alpha=lora_alpha, lora_lr=lora_lr, projector_lr=projector_lr,
@@ -276,8 +280,9 @@ def explain(ws, sources, items):
 
 @cli.command()
 @click.argument("source")
-@click.option("--batch-size", type=int, default=16, show_default=True)
+@click.option("--batch-size", type=click.IntRange(min=1), default=16, show_default=True)
 @click.option("--precision", type=click.Choice(["bf16", "fp32"]), default="bf16", show_default=True)
+@click.option("--force", is_flag=True, help="Recompute even if the embeddings are current.")
 @click.option("--shard-size", type=click.IntRange(min=1), default=4096, show_default=True,
               help="Items per shard written to disk (the unit of resumption and of work between devices).")
 @click.option("--devices", type=click.IntRange(min=1), default=1, show_default=True,
@@ -285,7 +290,7 @@ def explain(ws, sources, items):
 @click.option("--accelerator", type=click.Choice(["auto", "cpu", "gpu", "cuda", "mps"]), default="auto", show_default=True)
 @click.option("--strategy", default="auto", show_default=True, help="Lightning Fabric strategy when --devices > 1 (e.g. ddp).")
 @workspace_options
-def embed(ws, source, batch_size, precision, shard_size, devices, accelerator, strategy):
+def embed(ws, source, batch_size, precision, force, shard_size, devices, accelerator, strategy):
     """Item embeddings from SOURCE (a composition, an aligned modality, or base:MODALITY).
 
     Shards are written as they finish, so a killed run resumes where it stopped."""
@@ -294,7 +299,7 @@ def embed(ws, source, batch_size, precision, shard_size, devices, accelerator, s
     from lightning.fabric.utilities.rank_zero import rank_zero_only
 
     out = run_embed(ws, source, batch_size=batch_size, precision=precision, shard_size=shard_size,
-                    devices=devices, accelerator=accelerator, strategy=strategy)
+                    devices=devices, accelerator=accelerator, strategy=strategy, force=force)
     if rank_zero_only.rank == 0:  # with --devices N every rank returns here; one line is enough
         console.print(f"item embeddings: {out}")
 
@@ -322,15 +327,16 @@ def recommend(ws, source, recommender):
 
 
 def _print_metrics(models: dict) -> None:
-    from .pipeline import METRIC_COLUMNS
+    from .pipeline import metric_cell, metric_columns
 
+    cols = metric_columns(models.values())
     table = Table(title="leave-one-out, full ranking")
-    table.add_column("model")
+    table.add_column("model", no_wrap=True)
     table.add_column("valid NDCG@10")
-    for c in METRIC_COLUMNS:
+    for c in cols:
         table.add_column(f"test {c}")
     for name, r in models.items():
-        table.add_row(name, f"{r['valid']['NDCG@10']:.4f}", *(f"{r['test'][c]:.4f}" for c in METRIC_COLUMNS))
+        table.add_row(name, metric_cell(r["valid"], "NDCG@10"), *(metric_cell(r["test"], c) for c in cols))
     console.print(table)
 
 

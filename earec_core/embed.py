@@ -70,7 +70,7 @@ def encode_items(aligned: AlignedModel, builder, catalog, item_ids: list[str], *
     decoder, _ = decoder_and_head(aligned.model)
     embed_tokens = aligned.model.get_input_embeddings()
     device = embed_tokens.weight.device
-    out = torch.empty(len(item_ids), embed_tokens.weight.shape[1], dtype=torch.float32)
+    out = torch.full((len(item_ids), embed_tokens.weight.shape[1]), torch.nan)  # every row is written below
     n_prefix = shared_prefix_length(prompts) if prefix_cache else 0
     cache = None
     if n_prefix:
@@ -136,10 +136,10 @@ def embed(ws, source: str, *, batch_size: int = 16, precision: str = "bf16", for
 
     Raises:
         ArtifactError: NaN/Inf embeddings (try ``--precision fp32``).
-        EarecError: ``shard_size`` < 1.
+        EarecError: ``shard_size`` or ``batch_size`` < 1.
     """
-    if shard_size < 1:
-        raise EarecError(f"shard size must be >= 1, got {shard_size}")
+    if shard_size < 1 or batch_size < 1:
+        raise EarecError(f"shard size and batch size must be >= 1, got {shard_size} and {batch_size}")
     catalog = ws.dataset.catalog  # loads the dataset (and writes its manifest) first
     adapter, names = resolve(ws, source)
     label = source.replace(":", "-").replace(",", "+")

@@ -18,6 +18,19 @@ from .recommend import id_baseline, on_embeddings
 METRIC_COLUMNS = ("HR@10", "NDCG@10", "HR@50", "NDCG@50")
 
 
+def metric_columns(rows) -> tuple[str, ...]:
+    """The test metrics to show for result dicts ``rows`` (each with ``"test"``): the default
+    columns, or, when a run set other cutoffs (``--rec-option ks=[5,10]``), those it has."""
+    present = {c for r in rows for c in r["test"]}
+    if present >= set(METRIC_COLUMNS) or not present:
+        return METRIC_COLUMNS
+    return tuple(sorted(present, key=lambda c: (int(c.split("@")[1]), c.split("@")[0] != "HR")))
+
+
+def metric_cell(metrics: dict, column: str) -> str:
+    return f"{metrics[column]:.4f}" if column in metrics else "-"
+
+
 @dataclass
 class RunConfig:
     """What ``earec run`` does beyond the workspace settings."""
@@ -52,10 +65,12 @@ def label_for(modalities) -> str:
 
 
 def results_markdown(results: dict) -> str:
-    rows = ["| model | valid NDCG@10 | " + " | ".join(f"test {c}" for c in METRIC_COLUMNS) + " |",
-            "|---|---|" + "---|" * len(METRIC_COLUMNS)]
+    cols = metric_columns(results["models"].values())
+    rows = ["| model | valid NDCG@10 | " + " | ".join(f"test {c}" for c in cols) + " |",
+            "|---|---|" + "---|" * len(cols)]
     for name, r in results["models"].items():
-        rows.append(f"| {name} | {r['valid']['NDCG@10']:.4f} | " + " | ".join(f"{r['test'][c]:.4f}" for c in METRIC_COLUMNS) + " |")
+        rows.append(f"| {name} | {metric_cell(r['valid'], 'NDCG@10')} | "
+                    + " | ".join(metric_cell(r["test"], c) for c in cols) + " |")
     out = ["## Recommendation (leave-one-out, full ranking over all items)", "", *rows, ""]
     if results.get("rougeL"):
         out += ["## Alignment quality (ROUGE-L F1 on held-out items)", "", "| source | ROUGE-L |", "|---|---|"]

@@ -229,3 +229,34 @@ def registry() -> Registry:
                 reg.problems.append(msg)
                 log.warning(msg)
     return reg
+
+
+def code_fingerprint(obj: Any) -> dict[str, Any]:
+    """Which code a plugin class comes from: its module, its distribution's name and version
+    (if installed as one) and a sha256 over the top-level package's ``*.py`` files, so that an
+    edited plugin (an editable install keeps its version) makes the stages built with it stale."""
+    import hashlib
+    import sys
+    from pathlib import Path
+
+    module = obj.__module__
+    top = module.split(".")[0]
+    dists = importlib.metadata.packages_distributions().get(top, [])
+    version = None
+    if dists:
+        try:
+            version = importlib.metadata.version(dists[0])
+        except importlib.metadata.PackageNotFoundError:
+            pass
+    mod = sys.modules.get(top)
+    files: list[Path] = []
+    if mod is not None and getattr(mod, "__path__", None):
+        files = sorted(p for d in mod.__path__ for p in Path(d).rglob("*.py"))
+    elif mod is not None and getattr(mod, "__file__", None):
+        files = [Path(mod.__file__)]
+    digest = hashlib.sha256()
+    for p in files:
+        digest.update(p.name.encode())
+        digest.update(p.read_bytes())
+    return {"module": module, "distribution": dists[0] if dists else None, "version": version,
+            "source_sha256": digest.hexdigest() if files else None}

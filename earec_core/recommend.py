@@ -13,7 +13,7 @@ from safetensors.torch import load_file, save_file
 from .artifacts import atomic_dir, is_current, manifest_of, read_json, write_json
 from .errors import DataError, EarecError
 from .metrics import DEFAULT_KS, evaluate
-from .plugins import Registry
+from .plugins import Registry, code_fingerprint
 from .recommender import SequenceSplits
 
 
@@ -49,13 +49,17 @@ def train_and_evaluate(
         RecommenderNotFound: unknown ``name``.
         EarecError: an option the recommender does not accept (e.g. ``--rec-option notanoption=1``),
             naming the ones it does.
-        DataError: the dataset has fewer items than a cutoff K of the evaluation (before training).
+        DataError: the dataset has fewer items than a cutoff K of the evaluation (before training);
+            ``options["ks"]`` (e.g. ``--rec-option ks=[5,10]``) sets the cutoffs.
     """
     cls = registry.recommender(name)
+    if options and "ks" in options:  # --rec-option ks=[5,10]: the recommender's cutoffs are the evaluation's
+        ks = tuple(options["ks"]) if isinstance(options["ks"], (list, tuple)) else (options["ks"],)
     too_big = [k for k in ks if k > splits.n_items]
     if too_big:
         raise DataError(f"the dataset has {splits.n_items} items, fewer than the evaluation cutoff K={too_big}: "
-                        "full-ranking HR/NDCG@K needs at least K items; use a larger dataset or a lower --k-core")
+                        "full-ranking HR/NDCG@K needs at least K items; use a larger dataset or lower cutoffs, "
+                        "e.g. --rec-option ks=[5,10]")
     rec = _construct(cls, name, options or {})
     start = time.perf_counter()
     rec.fit(splits, item_embeddings, seed=seed, progress=progress, workdir=workdir)
@@ -118,7 +122,8 @@ def id_baseline(ctx, name: str = "sasrec", *, need_ranks: bool = False) -> RecRe
     trained once and cached under ``run_dir/recommend/id-NAME``."""
     directory = ctx.run_dir / "recommend" / f"id-{name}"
     manifest = manifest_of(
-        directory, "recommend", {"recommender": name, "options": ctx.recommender_options, "seed": ctx.seed},
+        directory, "recommend", {"recommender": name, "options": ctx.recommender_options, "seed": ctx.seed,
+                                 "plugin": code_fingerprint(ctx.registry.recommender(name))},
         {"dataset": ctx.run_dir / "dataset"},
     )
     return _cached(
@@ -176,7 +181,8 @@ def on_embeddings(ctx, embeddings_dir: Path, name: str = "sasrec", label: str | 
     directory = ctx.run_dir / "recommend" / label
     opts = {**ctx.recommender_options, **(options or {})}
     manifest = manifest_of(
-        directory, "recommend", {"recommender": name, "options": opts, "seed": ctx.seed},
+        directory, "recommend", {"recommender": name, "options": opts, "seed": ctx.seed,
+                                 "plugin": code_fingerprint(ctx.registry.recommender(name))},
         {"dataset": ctx.run_dir / "dataset", "embeddings": embeddings_dir},
     )
     rec_opts = dict(opts)

@@ -33,7 +33,7 @@ import torch
 
 from .artifacts import atomic_dir, file_hash, is_current, manifest_of, read_json, write_json, write_text
 from .errors import EarecError
-from .pipeline import METRIC_COLUMNS, label_for
+from .pipeline import label_for, metric_cell, metric_columns
 from .search import aligned_modalities, sweep_markdown
 
 SENTENCE_EMBEDDINGS = "sentence-encoder"
@@ -218,12 +218,13 @@ def _rel(ws, path: Path | str) -> str:
 
 
 def _metrics_table(rows: list[dict], best: str | None = None) -> list[str]:
-    lines = ["| model | valid NDCG@10 | " + " | ".join(f"test {c}" for c in METRIC_COLUMNS) + " |",
-             "|---|---|" + "---|" * len(METRIC_COLUMNS)]
+    cols = metric_columns(rows)
+    lines = ["| model | valid NDCG@10 | " + " | ".join(f"test {c}" for c in cols) + " |",
+             "|---|---|" + "---|" * len(cols)]
     for r in rows:
         name = f"**{r['model']}**" if r["model"] == best else r["model"]
-        lines.append(f"| {name} | {r['valid']['NDCG@10']:.4f} | "
-                     + " | ".join(f"{r['test'][c]:.4f}" for c in METRIC_COLUMNS) + " |")
+        lines.append(f"| {name} | {metric_cell(r['valid'], 'NDCG@10')} | "
+                     + " | ".join(metric_cell(r["test"], c) for c in cols) + " |")
     return lines
 
 
@@ -423,12 +424,13 @@ def make_report(ws, *, item_id: str | None = None, weights: dict[str, float] | N
         md += [f"Paired t-test over {significance['n_users']} users, per-user test NDCG@10, "
                f"{significance['a']} vs {significance['b']} (each the best of its group by validation NDCG@10): "
                f"t = {t}, p = {p}.", ""]
+    cols = metric_columns(ablation)
     md += ["## Table 3 — ablation of the full composition", "",
-           "| variant | model | valid NDCG@10 | " + " | ".join(f"test {c}" for c in METRIC_COLUMNS) + " |",
-           "|---|---|---|" + "---|" * len(METRIC_COLUMNS)]
+           "| variant | model | valid NDCG@10 | " + " | ".join(f"test {c}" for c in cols) + " |",
+           "|---|---|---|" + "---|" * len(cols)]
     for r in ablation:
-        md.append(f"| {r['variant']} | {r['model']} | {r['valid']['NDCG@10']:.4f} | "
-                  + " | ".join(f"{r['test'][c]:.4f}" for c in METRIC_COLUMNS) + " |")
+        md.append(f"| {r['variant']} | {r['model']} | {metric_cell(r['valid'], 'NDCG@10')} | "
+                  + " | ".join(metric_cell(r["test"], c) for c in cols) + " |")
     md.append("")
     md += ["## Table 4 — λ search", ""]
     md += [sweep_markdown(sweep).split("\n", 2)[2]] if sweep else ["No sweep in this run (`earec search-weights` writes one).", ""]

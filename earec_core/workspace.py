@@ -21,13 +21,13 @@ import functools
 from pathlib import Path
 from typing import Any
 
-from .artifacts import atomic_dir, file_hash, is_current, manifest_of, read_json, write_json
+from .artifacts import atomic_dir, file_hash, is_current, manifest_of, read_json, write_bytes, write_json
 from .backbone import DEFAULT_LLM, load_tokenizer, resolve_llm
 from .context import ModalityContext
 from .data import Dataset, default_dataset_dir, load_dataset
 from .errors import EarecError
 from .modality import Modality
-from .plugins import Registry, registry
+from .plugins import Registry, code_fingerprint, registry
 
 DEFAULTS: dict[str, Any] = {
     "dataset": "ml-100k",
@@ -80,7 +80,18 @@ class Workspace:
                 merged.setdefault(m, {}).update(opts)
             given["modality_options"] = merged
         self.settings = {**DEFAULTS, **stored, **given}
-        write_json(self.dir / "run.json", self.settings)
+        path = self.dir / "run.json"
+        self._previous_settings = path.read_bytes() if path.is_file() else None
+        write_json(path, self.settings)
+
+    def rollback_settings(self) -> None:
+        """Put ``run.json`` back as it was before this workspace was opened (a command that failed,
+        e.g. on a bad ``--rec-option``, must not leave its settings behind for the next one)."""
+        path = self.dir / "run.json"
+        if self._previous_settings is None:
+            path.unlink(missing_ok=True)
+        else:
+            write_bytes(path, self._previous_settings)
 
     def _read_stored(self) -> dict:
         path = self.dir / "run.json"
@@ -118,9 +129,28 @@ class Workspace:
         manifest = {"stage": "dataset", "config": cfg, "inputs": {}}
         directory = self.dir / "dataset"
         if not is_current(directory, manifest):
+            self._refuse_dataset_change(directory, cfg)
             with atomic_dir(directory, manifest) as tmp:
                 write_json(tmp / "stats.json", ds.stats)
         return ds
+
+    def _refuse_dataset_change(self, directory: Path, cfg: dict) -> None:
+        """A run whose adapters, compositions or embeddings were built on one dataset must not
+        silently continue on another (other items, other k-core, edited files): those artifacts
+        would be mixed with the new catalog.  Raises EarecError naming what changed."""
+        old_path = directory / "manifest.json"
+        built = [d for d in ("adapters", "compositions", "embeddings", "encoders") if any((self.dir / d).glob("*"))]
+        if not old_path.is_file() or not built:
+            return
+        try:
+            old = read_json(old_path)["config"]
+        except (OSError, ValueError, KeyError):
+            return
+        changed = sorted(k for k in set(old) | set(cfg) if old.get(k) != cfg.get(k))
+        raise EarecError(
+            f"{self.dir} was built on another dataset setup ({', '.join(changed)} differ from "
+            f"{old_path}; its {', '.join(built)} belong to that one). Use a new --run-dir for this dataset, "
+            f"or pass the run's own settings (dataset {old.get('source')}, k-core {old.get('k_core')})")
 
     @functools.cached_property
     def registry(self) -> Registry:
@@ -143,7 +173,9 @@ class Workspace:
         options = self["modality_options"].get(name, {})
         modality = cls(**options)
         directory = self.context.artifact_dir(name)
-        manifest = manifest_of(directory, "encoder", {"modality": name, "options": options, "seed": self["seed"]},
+        # the plugin's code is part of the config: an edited encoder makes everything built on it stale
+        manifest = manifest_of(directory, "encoder", {"modality": name, "options": options, "seed": self["seed"],
+                                                      "plugin": code_fingerprint(cls)},
                                {"dataset": self.dir / "dataset"})
         if is_current(directory, manifest):
             modality.load(directory)

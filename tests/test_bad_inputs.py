@@ -378,6 +378,34 @@ def lambdas_normalised(env):
     assert comp["weights"] == {"a": 0.25, "b": 0.75} and comp["weights_given"] == {"a": 2.0, "b": 6.0}
 
 
+def small_catalog_with_lower_ks(env):
+    r = env.cli("prepare", "--rec-option", "ks=[5,10]", "--rec-option", "max_epochs=1", dataset=env.dataset(n_items=40))
+    assert r.exit_code == 0, r.output
+    metrics = json.loads((env.run_dir / "recommend" / "id-sasrec" / "metrics.json").read_text())
+    assert set(metrics["test"]) == {"HR@5", "NDCG@5", "HR@10", "NDCG@10"}
+    assert "HR@5" in r.output and "HR@50" not in r.output
+
+
+def bad_option_not_saved(env):
+    data = env.dataset()
+    ok = env.cli("prepare", "--rec-option", "max_epochs=1", dataset=data)
+    assert ok.exit_code == 0, ok.output
+    before = (env.run_dir / "run.json").read_bytes()
+    bad = env.cli("recommend", "--rec-option", "notanoption=1", dataset=data)
+    assert bad.exit_code != 0 and "notanoption" in bad.output
+    assert (env.run_dir / "run.json").read_bytes() == before  # the next command is not poisoned
+    again = env.cli("recommend", dataset=data)
+    assert again.exit_code == 0, again.output
+
+
+def dataset_switched_under_artifacts(env):
+    from earec_core.embed import embed
+
+    embed(env.workspace(env.dataset()), "base:text", precision="fp32")
+    other = env.dataset(n_items=70)  # same folder name, other items: the files' hashes differ
+    return env.cli("embed", "base:text", dataset=other)
+
+
 def pickled_adapter(command: str):
     def row(env):
         env.workspace()
@@ -580,9 +608,14 @@ ROWS = [
     pytest.param(lambda env: env.cli("prepare", "--rec-option", "hidden_size=abc", dataset=env.dataset()),
                  cli_error(r"recommender 'sasrec' rejected options"), id="rec-option-wrong-type"),
     pytest.param(lambda env: env.cli("prepare", "--rec-option", "ks=[10,100]", dataset=env.dataset()),
-                 cli_error(r"cutoff K=\[100\] exceeds the number of items \(60\)"), id="rec-k-above-items"),
-    pytest.param(lambda env: env.cli("prepare", "--rec-option", "ks=[5,10]", dataset=env.dataset(n_items=40)),
-                 cli_error(r"has 40 items, fewer than the evaluation cutoff K=\[50\]"), id="dataset-smaller-than-eval-k"),
+                 cli_error(r"has 60 items, fewer than the evaluation cutoff K=\[100\]"), id="rec-k-above-items"),
+    pytest.param(lambda env: env.cli("prepare", dataset=env.dataset(n_items=40)),
+                 cli_error(r"has 40 items, fewer than the evaluation cutoff K=\[50\].*--rec-option ks=\[5,10\]"),
+                 id="dataset-smaller-than-eval-k"),
+    pytest.param(small_catalog_with_lower_ks, handled("evaluated at the given cutoffs"), id="small-catalog-lower-ks"),
+    pytest.param(bad_option_not_saved, handled("run.json left as it was"), id="failed-command-keeps-run-json"),
+    pytest.param(dataset_switched_under_artifacts, cli_error(r"was built on another dataset setup \(files differ .*Use a new --run-dir"),
+                 id="dataset-switched-on-existing-run"),
     pytest.param(empty_validation_split, raises(DataError, r"splits\.valid is empty"), id="empty-validation-split"),
     pytest.param(empty_evaluation, raises(ValueError, r"the split is empty"), id="empty-evaluation-split"),
     pytest.param(lambda env: env.cli("recommend", "base:text", "--emb-rec-option", "feature_transform=pca",
