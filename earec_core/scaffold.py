@@ -142,10 +142,16 @@ An EARec modality plugin.
 def new_plugin(name: str, directory: str | Path) -> Path:
     """Write a plugin package for modality ``name`` into ``directory/earec-NAME``; returns it.
 
-    Raises EarecError for a name that is not a lowercase Python identifier or a folder that exists.
+    Raises EarecError for a name that is not a lowercase Python identifier, that an installed
+    modality or entry point already uses, whose package ``earec_NAME`` is importable, or a folder
+    that exists.
     """
     if not re.fullmatch(r"[a-z][a-z0-9_]*", name) or keyword.iskeyword(name):
         raise EarecError(f"plugin name {name!r}: use a lowercase identifier like 'audio' or 'sensor_data'")
+    taken = _taken(name)
+    if taken:
+        raise EarecError(f"plugin name {name!r} is taken ({taken}); two plugins with one name shadow each other. "
+                         "Choose another name")
     root = Path(directory) / f"earec-{name}"
     if root.exists():
         raise EarecError(f"{root} already exists; choose another name or folder")
@@ -163,3 +169,19 @@ def new_plugin(name: str, directory: str | Path) -> Path:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(template.format(**values), encoding="utf-8")
     return root
+
+
+def _taken(name: str) -> str | None:
+    """Why ``name`` cannot be a new plugin's name, or ``None``."""
+    import importlib.metadata
+    import importlib.util
+
+    from .plugins import ENTRY_POINT_GROUP, registry
+
+    if name in registry().modalities:
+        return "a registered modality"
+    if any(ep.name == name for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP)):
+        return "an installed entry point of the 'earec' group"
+    if importlib.util.find_spec(f"earec_{name}") is not None:
+        return f"the package earec_{name} is importable"
+    return None

@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 
+import pytest
 from click.testing import CliRunner
 
 from earec_core.cli import cli
@@ -29,3 +30,11 @@ def test_bad_names_and_existing_folders_are_refused(tmp_path):
     CliRunner().invoke(cli, ["new-plugin", "ok", "--dir", str(tmp_path)])
     r = CliRunner().invoke(cli, ["new-plugin", "ok", "--dir", str(tmp_path)])
     assert r.exit_code == 1 and "already exists" in r.output
+
+
+@pytest.mark.parametrize("name, why", [("text", "a registered modality"), ("audio", "a registered modality"),
+                                       ("core", "the package earec_core is importable")])
+def test_names_already_taken_are_refused(tmp_path, name, why):
+    r = CliRunner().invoke(cli, ["new-plugin", name, "--dir", str(tmp_path)])
+    assert r.exit_code == 1 and f"is taken ({why})" in r.output
+    assert not (tmp_path / f"earec-{name}").exists()
