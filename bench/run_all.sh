@@ -6,7 +6,7 @@
 # Env: PY (our interpreter, default: the project's .venv, else /work/venv, else python3),
 #      PEER_VENV (RecBole venv, default bench/.peer-venv; created by bench/peer_env.sh if missing),
 #      PEER_SCRIPT (default ../shared/peers/recbole_sasrec_peer.py), SKIP_ALIGN=1 to skip align_overhead,
-#      SKIP_SCALE=1 to skip scale.py,
+#      SKIP_SCALE=1 to skip scale.py and embed_scale.py (EMBED_SCALE_ARGS: e.g. --sizes 10000 100000),
 #      SASREC_ARGS / EMBED_ARGS / ALIGN_ARGS / SAMPLED_ARGS / SCALE_ARGS: extra arguments for each script
 #      (e.g. EMBED_ARGS=--no-full-loop, SCALE_ARGS='--steps 100 --eval-users 1000').
 set -euo pipefail
@@ -50,6 +50,8 @@ fi
 if [ "${SKIP_SCALE:-0}" != "1" ]; then
   # shellcheck disable=SC2086
   "$PY" bench/scale.py "${smoke[@]}" ${SCALE_ARGS:-}
+  # shellcheck disable=SC2086
+  "$PY" bench/embed_scale.py "${smoke[@]}" ${EMBED_SCALE_ARGS:-}
 fi
 echo "end: $(date -u '+%Y-%m-%d %H:%M:%S UTC'), uptime: $(uptime)" >> "$here/out/run_all${suffix}.txt"
 "$PY" bench/report.py "${smoke[@]}"

@@ -9,7 +9,6 @@ import json
 import os
 import pty
 import select
-import signal
 import subprocess
 import sys
 import time
@@ -18,6 +17,7 @@ import pytest
 import torch
 from click.testing import CliRunner
 
+from conftest import reaped, sigkill
 from earec_core.cli import cli
 
 
@@ -39,23 +39,20 @@ def test_align_killed_mid_training_then_rerun_completes(tmp_path, tiny_llm_dir, 
                             stdin=subprocess.DEVNULL, stdout=slave, stderr=slave, env=env)
     os.close(slave)
     output = b""
-    try:
-        deadline = time.monotonic() + 600  # generous: shared 2-core machines can be very slow to import torch
-        while b"Epoch 0/" not in output:
-            assert proc.poll() is None, output.decode(errors="replace")[-3000:]
-            assert time.monotonic() < deadline, "training never started: " + output.decode(errors="replace")[-2000:]
-            if select.select([master], [], [], 0.2)[0]:
-                try:
-                    output += os.read(master, 65536)
-                except OSError:
-                    break
-        os.kill(proc.pid, signal.SIGKILL)
-        assert proc.wait(timeout=30) == -signal.SIGKILL
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-        os.close(master)
+    with reaped(proc):
+        try:
+            deadline = time.monotonic() + 600  # generous: shared 2-core machines can be very slow to import torch
+            while b"Epoch 0/" not in output:
+                assert proc.poll() is None, output.decode(errors="replace")[-3000:]
+                assert time.monotonic() < deadline, "training never started: " + output.decode(errors="replace")[-2000:]
+                if select.select([master], [], [], 0.2)[0]:
+                    try:
+                        output += os.read(master, 65536)
+                    except OSError:
+                        break
+            sigkill(proc)
+        finally:
+            os.close(master)
     adapters = run_dir / "adapters"
     assert not (adapters / "text" / "manifest.json").exists()  # nothing that looks finished
 

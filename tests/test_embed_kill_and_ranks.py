@@ -5,7 +5,6 @@ the same embeddings as one uninterrupted process."""
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -14,6 +13,7 @@ import pytest
 import torch
 from click.testing import CliRunner
 
+from conftest import reaped, sigkill
 from earec_core.cli import cli
 from earec_core.embed import embed, load_embeddings
 from earec_core.workspace import Workspace
@@ -45,18 +45,13 @@ def test_embed_killed_mid_stage_resumes_from_finished_shards(setup):
     run_dir = root / "killed"
     args = [*common, "--run-dir", run_dir, "--shard-size", "2", "--batch-size", "1"]
     proc = subprocess.Popen(_cli(*args), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=ENV)
-    try:
+    with reaped(proc):
         deadline = time.monotonic() + 600
         while not list((run_dir / "embeddings").glob(".base-text-shards-*/shard-*.safetensors")):
             assert proc.poll() is None, proc.stderr.read().decode(errors="replace")[-3000:]
             assert time.monotonic() < deadline, "no shard was ever written"
             time.sleep(0.005)
-        os.kill(proc.pid, signal.SIGKILL)
-        assert proc.wait(timeout=30) == -signal.SIGKILL
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+        sigkill(proc)
     out = run_dir / "embeddings" / "base-text"
     assert not out.exists()  # nothing that looks finished
     (work,) = (run_dir / "embeddings").glob(".base-text-shards-*")
