@@ -3,11 +3,8 @@ small RecBole-format datasets written to disk so the real importers read them.""
 
 from __future__ import annotations
 
-import contextlib
 import os
 import random
-import signal
-import subprocess
 from pathlib import Path
 
 import pytest
@@ -15,23 +12,6 @@ import torch
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-
-
-@contextlib.contextmanager
-def reaped(proc: subprocess.Popen):
-    """Yield ``proc``; whatever happens in the block, it is not left running afterwards."""
-    try:
-        yield proc
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-
-
-def sigkill(proc: subprocess.Popen) -> None:
-    """SIGKILL ``proc`` now and check that this (not a normal exit) is what ended it."""
-    os.kill(proc.pid, signal.SIGKILL)
-    assert proc.wait(timeout=30) == -signal.SIGKILL, "the process had already finished"
 
 
 @pytest.fixture(scope="session")

@@ -17,7 +17,7 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from conftest import reaped, sigkill
+from procs import reaped, sigkill
 from earec_core.cli import cli
 
 

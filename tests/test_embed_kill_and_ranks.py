@@ -13,7 +13,7 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from conftest import reaped, sigkill
+from procs import reaped, sigkill
 from earec_core.cli import cli
 from earec_core.embed import embed, load_embeddings
 from earec_core.workspace import Workspace
@@ -23,11 +23,9 @@ ENV = {**os.environ, "EAREC_LOAD_PLUGINS": "text,behavior,sasrec", "HF_HUB_OFFLI
 
 
 @pytest.fixture(scope="module")
-def setup(tmp_path_factory, tiny_llm_dir):
-    from conftest import write_atomic_dataset
-
+def setup(tmp_path_factory, tiny_llm_dir, make_dataset):
     root = tmp_path_factory.mktemp("embed-kill")
-    data = write_atomic_dataset(root, n_users=80, n_items=80)
+    data = make_dataset(root, n_users=80, n_items=80)
     ws = Workspace(root / "reference", progress=False, llm=str(tiny_llm_dir), dataset=str(data), k_core=3)
     reference = load_embeddings(embed(ws, "base:text", precision="fp32"), ws.dataset.catalog.ids)
     common = ["embed", "base:text", "--precision", "fp32", "--dataset", str(data), "--llm", str(tiny_llm_dir),
