@@ -128,7 +128,7 @@ def sasrec_section(r, es_runs=()) -> list[str]:
 
 def embed_section(r) -> list[str]:
     p = r["paths"]
-    names = {"ours_fp32": "ours, `encode_items` fp32 (batch %d, length-sorted, left-padded, inference_mode)" % r["batch_size_ours"],
+    names = {"ours_fp32": "ours, `encode_items` fp32 (batch %d, length-sorted, left-padded, shared-prefix KV cache, inference_mode)" % r["batch_size_ours"],
              "loop_fp32": "reference-style loop, batch 1, fp32 (same decoder call, no_grad)",
              "ours_bf16": "ours, `encode_items` bf16 autocast",
              "loop_full_fp32": "loop, batch 1, fp32, whole causal LM with `output_hidden_states=True`"}
