@@ -298,8 +298,12 @@ def embed(ws, source, batch_size, precision, force, shard_size, devices, acceler
 
     from lightning.fabric.utilities.rank_zero import rank_zero_only
 
-    out = run_embed(ws, source, batch_size=batch_size, precision=precision, shard_size=shard_size,
-                    devices=devices, accelerator=accelerator, strategy=strategy, force=force)
+    try:
+        out = run_embed(ws, source, batch_size=batch_size, precision=precision, shard_size=shard_size,
+                        devices=devices, accelerator=accelerator, strategy=strategy, force=force)
+    except KeyboardInterrupt:
+        raise click.ClickException("interrupted; the shards finished so far are kept: run the same command "
+                                   "again to resume") from None
     if rank_zero_only.rank == 0:  # with --devices N every rank returns here; one line is enough
         console.print(f"item embeddings: {out}")
 
