@@ -19,13 +19,12 @@ row are left out (counted in ``stats``).
 
 from __future__ import annotations
 
-import os
-import tempfile
 from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
 
+from ..artifacts import write_bytes
 from ..errors import ArtifactError, DataError
 from ..recommender import SequenceSplits
 from .atomic import read_atomic
@@ -215,15 +214,7 @@ def export_feat(embeddings, item_ids: list[str], item2index: dict[str, int] | st
         if raw in row:
             table[i] = emb[row[raw]]
     out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}-", dir=out.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            table.tofile(fh)
-        os.replace(tmp, out)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_bytes(out, table.tobytes())  # raw float32, C order: what np.fromfile(...).reshape(-1, d) reads
     return out
 
 
