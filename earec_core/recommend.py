@@ -140,6 +140,13 @@ def id_baseline(ctx, name: str = "sasrec", *, need_ranks: bool = False) -> RecRe
 FEATURE_TRANSFORMS = ("none", "standardize", "whiten")
 
 
+def check_feature_transform(how: str) -> str:
+    """``how`` if it names a feature transform; raises EarecError naming the valid ones."""
+    if how not in FEATURE_TRANSFORMS:
+        raise EarecError(f"feature_transform must be one of {', '.join(FEATURE_TRANSFORMS)}, got {how!r}")
+    return how
+
+
 def transform_features(table: torch.Tensor, how: str = "whiten", eps: float = 1e-5) -> torch.Tensor:
     """Re-express frozen item features ``(n_items, d)`` before a recommender's adaptor sees them.
 
@@ -153,8 +160,7 @@ def transform_features(table: torch.Tensor, how: str = "whiten", eps: float = 1e
 
     Raises EarecError for an unknown ``how``.
     """
-    if how not in FEATURE_TRANSFORMS:
-        raise EarecError(f"feature_transform must be one of {', '.join(FEATURE_TRANSFORMS)}, got {how!r}")
+    check_feature_transform(how)
     x = table.double()
     if how == "none":
         return table.float()
@@ -186,9 +192,7 @@ def on_embeddings(ctx, embeddings_dir: Path, name: str = "sasrec", label: str | 
         {"dataset": ctx.run_dir / "dataset", "embeddings": embeddings_dir},
     )
     rec_opts = dict(opts)
-    how = rec_opts.pop("feature_transform", "none")
-    if how not in FEATURE_TRANSFORMS:  # before any work
-        raise EarecError(f"feature_transform must be one of {', '.join(FEATURE_TRANSFORMS)}, got {how!r}")
+    how = check_feature_transform(rec_opts.pop("feature_transform", "none"))  # before any work
 
     def compute():
         table = transform_features(load_embeddings(embeddings_dir, ctx.dataset.catalog.ids), how)
