@@ -64,6 +64,13 @@ def frozen_model(splits, features):
     return model
 
 
+@pytest.fixture(scope="module")
+def transductive_model(splits, features):
+    model = SASRec(**{**FAST, "transductive": True})
+    model.valid_metrics = model.fit(splits, features.clone(), seed=0, progress=False)
+    return model
+
+
 # ---------------------------------------------------------------- padding invariance
 
 
@@ -186,6 +193,41 @@ def test_frozen_embeddings_train_evaluate_and_stay_frozen(frozen_model, splits, 
     assert metrics["HR@5"] > 0.5, metrics  # random: ~0.17
 
 
+def test_frozen_features_get_no_dropout_of_their_own(features):
+    """The reference's downstream model has one input dropout (after LayerNorm(item + position));
+    the adapted item vectors -- sequence items and the candidate table alike -- are not dropped."""
+    net = SASRecNet(N_ITEMS, hidden_size=32, n_heads=2, inner_size=64, dropout=0.5, max_len=10,
+                    item_features=features.clone()).train()
+    expected = net.adaptor(net.item_features)
+    torch.manual_seed(0)
+    assert torch.equal(net.item_table(), expected)  # training mode, 0.5 dropout configured
+    items = torch.tensor([1, 5, 5, 17])
+    assert torch.equal(net.item_rows(items), expected[items])
+    # the transformer input before its one dropout is LayerNorm(adapted item + position), exactly
+    net.input_dropout.p = 0.0
+    seq = torch.tensor([[0, 0, 3, 9, 4]])
+    x, _ = net._embed(seq)
+    positions = torch.tensor([[0, 0, 0, 1, 2]])
+    manual = net.input_norm(expected[seq] * (seq > 0)[..., None] + net.pos_emb(positions))
+    assert torch.allclose(x, manual)
+
+
+def test_transductive_mode_adds_an_id_embedding_and_trains(transductive_model, splits, features):
+    net = transductive_model.net
+    assert net.item_emb is not None and net.adaptor is not None
+    assert torch.allclose(net.item_table(), net.adaptor(net.item_features) + net.item_emb.weight)
+    assert net.item_emb.weight.abs().sum() > 0  # trained, not left at zero
+    assert transductive_model.item_embedding_table() is None  # no pure ID table to hand to a behaviour encoder
+    metrics, _ = evaluate(transductive_model.score, splits.test, N_ITEMS, KS)
+    assert metrics["HR@5"] > 0.5, metrics
+
+
+def test_transductive_option_is_ignored_in_id_mode(splits):
+    model = SASRec(**{**FAST, "max_epochs": 1, "transductive": True})
+    model.fit(splits, progress=False)
+    assert model.net.adaptor is None and model.item_embedding_table() is not None
+
+
 def test_temperature_mode_trains(splits, features):
     model = SASRec(**{**FAST, "max_epochs": 8, "temperature": 0.07})
     metrics = model.fit(splits, features, progress=False)
@@ -214,7 +256,7 @@ def test_bad_frozen_embeddings_raise_data_error(splits, features, make, match):
 # ---------------------------------------------------------------- persistence and registration
 
 
-@pytest.mark.parametrize("fixture", ["id_model", "frozen_model"])
+@pytest.mark.parametrize("fixture", ["id_model", "frozen_model", "transductive_model"])
 def test_save_load_round_trip_gives_identical_scores(fixture, request, tmp_path, splits):
     model = request.getfixturevalue(fixture)
     model.save(tmp_path / "m")

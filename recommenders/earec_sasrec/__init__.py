@@ -87,6 +87,9 @@ class SASRec(Recommender):
         eval_batch_size: users scored at once in evaluation (256).
         ks: validation cutoffs (10, 50); the monitored metric is NDCG@10, so 10 must be one of them.
         threads: ``torch.set_num_threads`` value for fit (``None`` leaves torch's setting).
+        transductive: on frozen item embeddings, add a learned ID embedding to the adapted features
+            (UniSRec's transductive setting; ``False``, the default, is EARec's inductive model, which
+            can score items never seen in training).  Ignored in ID mode.
     """
 
     name = "sasrec"
@@ -115,6 +118,7 @@ class SASRec(Recommender):
         loss: str = "full",
         n_negatives: int = 100,
         negatives: str = "uniform",
+        transductive: bool = False,
     ):
         ks = tuple(int(k) for k in ks)
         super().__init__(
@@ -122,8 +126,10 @@ class SASRec(Recommender):
             dropout=dropout, max_len=max_len, lr=lr, weight_decay=weight_decay, batch_size=batch_size,
             max_epochs=max_epochs, patience=patience, temperature=temperature,
             eval_batch_size=eval_batch_size, ks=ks, threads=threads,
-            loss=loss, n_negatives=n_negatives, negatives=negatives,
+            loss=loss, n_negatives=n_negatives, negatives=negatives, transductive=transductive,
         )
+        if not isinstance(transductive, bool):
+            raise EarecError(f"sasrec: transductive must be true or false, got {transductive!r}")
         if hidden_size % n_heads:
             raise EarecError(f"sasrec: hidden_size ({hidden_size}) must be divisible by n_heads ({n_heads})")
         if int(self.monitor.split("@")[1]) not in ks:
@@ -144,7 +150,9 @@ class SASRec(Recommender):
 
     def _build(self, n_items: int, item_embeddings: torch.Tensor | None) -> SASRecNet:
         self.n_items = n_items
-        self.net = self.net_class(n_items, item_features=item_embeddings, **{k: self.options[k] for k in _NET_OPTIONS})
+        transductive = bool(self.options.get("transductive")) and item_embeddings is not None
+        self.net = self.net_class(n_items, item_features=item_embeddings, transductive=transductive,
+                                  **{k: self.options[k] for k in _NET_OPTIONS})
         return self.net
 
     @staticmethod
@@ -306,9 +314,10 @@ class SASRec(Recommender):
             net.train(was_training)
 
     def item_embedding_table(self) -> torch.Tensor | None:
-        """The learned ID table ``(n_items + 1, hidden_size)`` (row 0 zeros); ``None`` on frozen embeddings."""
+        """The learned ID table ``(n_items + 1, hidden_size)`` (row 0 zeros); ``None`` on frozen embeddings
+        (in the transductive mode too: there the ID table is only a residual over the content)."""
         net = self._require_net()
-        if net.item_emb is None:
+        if net.item_emb is None or net.adaptor is not None:
             return None
         return net.item_emb.weight.detach().cpu().clone()
 

@@ -15,12 +15,18 @@ from torch import nn
 class SASRecNet(nn.Module):
     """Self-attentive sequential recommender.
 
-    Item representation, one of two modes:
+    Item representation, one of three modes:
 
     * ID mode (``item_features is None``): a learned ``nn.Embedding(N + 1, H, padding_idx=0)``;
       the padding row is zero and receives no gradient (it is never part of a training logit).
-    * frozen-feature mode: ``item_features`` ``(N + 1, d)`` is a non-trainable buffer and an item's
-      representation is ``dropout(Linear(d -> H)(features))`` (EARec's adaptor).  Row 0 is never read.
+    * frozen-feature (inductive) mode: ``item_features`` ``(N + 1, d)`` is a non-trainable buffer and
+      an item's representation is ``Linear(d -> H)(features)`` (EARec's adaptor).  Row 0 is never read.
+      As in the reference (``downstream/.../seqrec.py``) the adapted vectors get **no dropout of their
+      own**: the only input dropout is the one after ``LayerNorm(item + position)``, and candidates
+      are scored from the undropped table, in training as in evaluation.
+    * transductive mode (``item_features`` given and ``transductive=True``): ``ID embedding +
+      Linear(d -> H)(features)``, UniSRec's transductive setting (Hou et al. 2022, sec. 2.4):
+      the ID table learns what the content misses, at the price of items unseen in training.
 
     Positions are counted from the first *real* item of each sequence (0, 1, 2, ...), so the amount
     of left padding changes nothing about the real positions.  Every query attends causally to the
@@ -42,21 +48,24 @@ class SASRecNet(nn.Module):
         max_len: int = 50,
         item_features: torch.Tensor | None = None,
         temperature: float | None = None,
+        transductive: bool = False,
     ):
         super().__init__()
+        if transductive and item_features is None:
+            raise ValueError("transductive mode adds an ID embedding to frozen item features: give item_features")
         self.n_items = n_items
         self.n_heads = n_heads
         self.max_len = max_len
         self.temperature = temperature
+        self.item_emb: nn.Embedding | None = None
+        self.adaptor: nn.Linear | None = None
+        if item_features is None or transductive:
+            self.item_emb = nn.Embedding(n_items + 1, hidden_size, padding_idx=0)
         if item_features is None:
-            self.item_emb: nn.Embedding | None = nn.Embedding(n_items + 1, hidden_size, padding_idx=0)
-            self.adaptor: nn.Linear | None = None
             self.register_buffer("item_features", None)
         else:
-            self.item_emb = None
             self.register_buffer("item_features", item_features.detach().float().clone())
             self.adaptor = nn.Linear(item_features.shape[1], hidden_size)
-        self.item_dropout = nn.Dropout(dropout)
         self.pos_emb = nn.Embedding(max_len, hidden_size)
         self.input_norm = nn.LayerNorm(hidden_size, eps=1e-12)
         self.input_dropout = nn.Dropout(dropout)
@@ -86,17 +95,20 @@ class SASRecNet(nn.Module):
                 module.weight[module.padding_idx].zero_()
 
     def item_table(self) -> torch.Tensor:
-        """Representation of every item, padding included: ``(N + 1, H)``."""
-        if self.item_emb is not None:
+        """Representation of every item, padding included: ``(N + 1, H)``; the same in training and
+        evaluation (no dropout: candidates are scored from this table)."""
+        if self.adaptor is None:
             return self.item_emb.weight
-        return self.item_dropout(self.adaptor(self.item_features))
+        table = self.adaptor(self.item_features)
+        return table if self.item_emb is None else table + self.item_emb.weight
 
     def item_rows(self, items: torch.Tensor) -> torch.Tensor:
-        """Representation ``(..., H)`` of the items ``items`` ``(...)`` only (``item_table()[items]``
-        without adapting the whole table; in training mode frozen-feature rows get their own dropout)."""
-        if self.item_emb is not None:
+        """Representation ``(..., H)`` of the items ``items`` ``(...)`` only: ``item_table()[items]``
+        without adapting the whole table."""
+        if self.adaptor is None:
             return self.item_emb(items)
-        return self.item_dropout(self.adaptor(self.item_features[items]))
+        rows = self.adaptor(self.item_features[items])
+        return rows if self.item_emb is None else rows + self.item_emb(items)
 
     def _attention_mask(self, mask: torch.Tensor) -> torch.Tensor:
         """Float attention mask ``(B * n_heads, L, L)`` from the real-item mask ``(B, L)``.
@@ -116,10 +128,8 @@ class SASRecNet(nn.Module):
             raise ValueError(f"sequence length {seq.shape[1]} exceeds max_len {self.max_len}")
         mask = seq > 0
         positions = (mask.long().cumsum(dim=1) - 1).clamp(min=0)  # 0 at the first real item
-        if self.item_emb is not None:
-            items = self.item_emb(seq)
-        else:  # adapt the (N + 1) table once, then gather: cheaper than adapting B x L wide rows
-            items = self.item_dropout(self.adaptor(self.item_features)[seq])
+        # frozen features: adapt the (N + 1) table once, then gather (cheaper than adapting B x L wide rows)
+        items = self.item_emb(seq) if self.adaptor is None else self.item_table()[seq]
         x = items * mask[..., None] + self.pos_emb(positions)
         return self.input_dropout(self.input_norm(x)), self._attention_mask(mask)
 
@@ -242,10 +252,7 @@ class MeanPoolNet(SASRecNet):
     def forward(self, seq: torch.Tensor) -> torch.Tensor:
         """Hidden states ``(B, L, H)`` of left-padded item sequences ``seq`` ``(B, L)``."""
         mask = (seq > 0)[..., None].float()
-        if self.item_emb is not None:
-            items = self.item_emb(seq)
-        else:
-            items = self.item_dropout(self.adaptor(self.item_features)[seq])
+        items = self.item_emb(seq) if self.adaptor is None else self.item_table()[seq]
         items = self.input_dropout(self.input_norm(items)) * mask
         return items.cumsum(dim=1) / mask.cumsum(dim=1).clamp(min=1.0)
 
