@@ -102,10 +102,13 @@ def workspace_options(fn):
                        "merged into run.json's modality_options).")
     @click.option("--max-length", type=int, default=None,
                   help="Token budget per prompt (default 256; image patch features need more: 576 per image for CLIP-L/14-336).")
+    @click.option("--embed-anchor/--no-embed-anchor", default=None,
+                  help="Stage 2 only: put each item's anchor (title) into its embedding prompt (default off; "
+                       "stage-1 prompts never hold the anchor; saved in run.json).")
     @click.option("--quiet", is_flag=True, help="No progress bars.")
     @functools.wraps(fn)
     def wrapper(run_dir, dataset, llm, seed, k_core, anchor_field, trust_remote_code, rec_options, emb_rec_options,
-                modality_options, max_length, quiet, **kwargs):
+                modality_options, max_length, embed_anchor, quiet, **kwargs):
         from .workspace import Workspace
 
         _quiet_libraries()
@@ -115,7 +118,7 @@ def workspace_options(fn):
         ws = Workspace(run_dir, progress=not quiet, dataset=dataset, llm=llm, seed=seed, k_core=k_core,
                        anchor_field=anchor_field,
                        trust_remote_code=trust_remote_code, recommender_options=rec, modality_options=mod,
-                       embedding_recommender_options=emb_rec, max_length=max_length)
+                       embedding_recommender_options=emb_rec, max_length=max_length, embed_anchor=embed_anchor)
         try:
             return fn(ws, **kwargs)
         except BaseException:  # a failed (or interrupted) command leaves run.json as it found it
@@ -346,7 +349,9 @@ def _print_metrics(models: dict) -> None:
 
 @cli.command()
 @click.option("--modalities", default="text,behavior", show_default=True)
-@click.option("--weights", "-w", default="text=0.5,behavior=0.5", show_default=True)
+@click.option("--weights", "-w", default="auto", show_default=True,
+              help="λ per modality (e.g. text=0.5,behavior=0.5), or 'auto': chosen on validation NDCG@10 among "
+                   "uniform and each modality at 0.9.")
 @click.option("--mode", type=click.Choice(["param", "delta", "svd"]), default="param", show_default=True)
 @click.option("--explain-items", type=int, default=32, show_default=True)
 @workspace_options
@@ -357,10 +362,32 @@ def run(ws, modalities, weights, mode, explain_items, align_cfg):
     from .pipeline import RunConfig, run_all
 
     cfg = RunConfig(modalities=tuple(m.strip() for m in modalities.split(",") if m.strip()),
-                    weights=parse_weights(weights), mode=mode, align=align_cfg, explain_items=explain_items)
+                    weights=None if weights.strip() == "auto" else parse_weights(weights), mode=mode, align=align_cfg, explain_items=explain_items)
     results = run_all(ws, cfg, console)
     _print_metrics(results["models"])
     console.print(f"results: {ws.dir / 'results.md'}")
+
+
+@cli.command()
+@click.option("--seeds", default="0,1,2", show_default=True, help="Recommender seeds, comma-separated.")
+@click.option("--row", "rows", multiple=True, metavar="LABEL=SOURCE[@anchor][;KEY=VALUE]",
+              help="A table row (repeatable; default: ID SASRec, SASRec_T, EARec_T and the run's composition). "
+                   "SOURCE: ids, minilm, or an embedding source (text, text+behavior, base:text, …); @anchor puts "
+                   "the anchor into the stage-2 prompt; KEY=VALUE are recommender options (transductive=true).")
+@click.option("--baseline", default=None, help="Row label every row is tested against (default: the first row).")
+@workspace_options
+def study(ws, seeds, rows, baseline):
+    """Rows x seeds: mean ± sd, paired t-tests over users, long-tail slices (RUN/study/study.md)."""
+    from .study import parse_row, run_study
+
+    try:
+        seed_list = [int(s) for s in seeds.split(",") if s.strip()]
+    except ValueError:
+        raise click.BadParameter(f"expected comma-separated integers, got {seeds!r}", param_hint="--seeds") from None
+    result = run_study(ws, [parse_row(r) for r in rows] or None, seed_list, baseline=baseline,
+                       log=console.print if ws.progress else None)
+    console.print(result["markdown"])
+    console.print(f"study: {ws.dir / 'study' / 'study.md'}")
 
 
 @cli.command("search-weights")

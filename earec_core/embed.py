@@ -124,9 +124,13 @@ def _drop_prefix(sample, n: int):
 
 def embed(ws, source: str, *, batch_size: int = 16, precision: str = "bf16", force: bool = False,
           shard_size: int = DEFAULT_SHARD_SIZE, devices: int = 1, accelerator: str = "auto",
-          strategy: str = "auto") -> Path:
+          strategy: str = "auto", anchor: bool | None = None) -> Path:
     """Embed every catalog item with ``source`` (see :func:`earec_core.model.resolve`) into
     ``RUN/embeddings/SOURCE``; skipped when its manifest matches.
+
+    ``anchor`` (default: the run's ``embed_anchor`` setting) puts each item's anchor into its
+    stage-2 prompt (``Title: …``, see :class:`~earec_core.prompt.PromptBuilder`); the output then
+    goes to ``RUN/embeddings/SOURCE@anchor``.  Stage 1 never sees the anchor in a prompt.
 
     Shards of ``shard_size`` items are written to ``RUN/embeddings/.SOURCE-shards-KEY/`` as they
     finish (KEY: a hash of the manifest, so a changed input never reuses them) and moved into the
@@ -142,7 +146,8 @@ def embed(ws, source: str, *, batch_size: int = 16, precision: str = "bf16", for
         raise EarecError(f"shard size and batch size must be >= 1, got {shard_size} and {batch_size}")
     catalog = ws.dataset.catalog  # loads the dataset (and writes its manifest) first
     adapter, names = resolve(ws, source)
-    label = source.replace(":", "-").replace(",", "+")
+    anchor = ws["embed_anchor"] if anchor is None else bool(anchor)
+    label = embeddings_label(source, anchor)
     out = ws.embeddings_dir(label)
     inputs = {"dataset": ws.dir / "dataset"}
     if adapter is not None:
@@ -151,8 +156,11 @@ def embed(ws, source: str, *, batch_size: int = 16, precision: str = "bf16", for
         if (ws.adapter_dir(m) / "manifest.json").is_file():
             inputs[f"aligned:{m}"] = ws.adapter_dir(m)
     # shard_size only changes the file layout, not a number in it: it is not part of the manifest
-    manifest = manifest_of(out, "embed", {"source": source, "modalities": names, "precision": precision,
-                                          "llm": str(ws.llm_path), "max_length": ws["max_length"]}, inputs)
+    config = {"source": source, "modalities": names, "precision": precision, "llm": str(ws.llm_path),
+              "max_length": ws["max_length"]}
+    if anchor:  # absent when off, so embeddings made before the option existed stay current
+        config["anchor_in_prompt"] = True
+    manifest = manifest_of(out, "embed", config, inputs)
     if not force and is_current(out, manifest):
         return out
     fabric = _launch(devices, accelerator, strategy)
@@ -167,7 +175,7 @@ def embed(ws, source: str, *, batch_size: int = 16, precision: str = "bf16", for
     todo = [i for i in range(len(chunks)) if i % fabric.world_size == fabric.global_rank and not _complete(paths[i], chunks[i])]
     if todo:
         _encode_shards(ws, source, catalog, [(chunks[i], paths[i]) for i in todo], batch_size=batch_size,
-                       precision=precision, device=fabric.device, rank=fabric.global_rank)
+                       precision=precision, device=fabric.device, rank=fabric.global_rank, anchor=anchor)
     fabric.barrier()
     if fabric.global_rank == 0:
         info = {"source": source, "modalities": names, "shape": [len(ids), read_shard(paths[0])[1].shape[1]],
@@ -203,7 +211,13 @@ def _complete(path: Path, item_ids: list[str]) -> bool:
         return False
 
 
-def _encode_shards(ws, source, catalog, jobs, *, batch_size, precision, device, rank) -> None:
+def embeddings_label(source: str, anchor: bool = False) -> str:
+    """The folder name under ``RUN/embeddings`` of ``source``'s item embeddings (``@anchor``: with
+    the anchor in the stage-2 prompt)."""
+    return source.replace(":", "-").replace(",", "+") + ("@anchor" if anchor else "")
+
+
+def _encode_shards(ws, source, catalog, jobs, *, batch_size, precision, device, rank, anchor=False) -> None:
     """Encode and save each ``(item_ids, path)`` job; the model is loaded once."""
     from rich.progress import Progress
 
@@ -211,7 +225,7 @@ def _encode_shards(ws, source, catalog, jobs, *, batch_size, precision, device, 
     aligned.model.to(device)
     for projector in aligned.projectors.values():
         projector.to(device)
-    builder = ws.builder(aligned.modalities)
+    builder = ws.builder(aligned.modalities, anchor_in_prompt=anchor)
     total = sum(len(chunk) for chunk, _ in jobs)
     with Progress(disable=not ws.progress or rank != 0, transient=True) as bar:
         task = bar.add_task(f"embedding items ({source})", total=total)

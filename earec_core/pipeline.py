@@ -13,6 +13,7 @@ from .artifacts import write_json, write_text
 from .compose import compose, normalise_weights
 from .embed import embed
 from .explain import explain
+from .search import default_candidates, search_weights, sweep_markdown
 from .recommend import id_baseline, on_embeddings
 
 METRIC_COLUMNS = ("HR@10", "NDCG@10", "HR@50", "NDCG@50")
@@ -36,7 +37,8 @@ class RunConfig:
     """What ``earec run`` does beyond the workspace settings."""
 
     modalities: tuple[str, ...] = ("text", "behavior")
-    weights: dict[str, float] = field(default_factory=lambda: {"text": 0.5, "behavior": 0.5})
+    # None: choose λ on validation NDCG@10 among search.default_candidates (uniform, each modality at 0.9)
+    weights: dict[str, float] | None = None
     mode: str = "param"
     align: AlignConfig = field(default_factory=AlignConfig)
     explain_items: int = 32
@@ -89,7 +91,9 @@ def run_all(ws, cfg: RunConfig, console: Console | None = None) -> dict:
     stage = StageTimer(console)
     ds = stage("dataset", lambda: ws.dataset)
     console.print(ds.stats)
-    lambdas = normalise_weights({m: cfg.weights.get(m, 0.0) for m in cfg.modalities}, cfg.mode)
+    fixed = cfg.weights is not None or len(cfg.modalities) < 2
+    lambdas = (normalise_weights({m: (cfg.weights or {}).get(m, 0.0 if cfg.weights else 1.0) for m in cfg.modalities}, cfg.mode)
+               if fixed else None)
 
     models: dict = {}
     base = stage("ID SASRec (baseline + behaviour encoder)", id_baseline, ws.context, ws["recommender"])
@@ -97,6 +101,14 @@ def run_all(ws, cfg: RunConfig, console: Console | None = None) -> dict:
     for m in cfg.modalities:
         stage(f"align {m}", align, ws, m, cfg.align)
     comp_name = "+".join(cfg.modalities)
+    sweep = None
+    if lambdas is None:  # λ chosen on validation NDCG@10 (test never looked at)
+        sweep = stage("choose λ on validation", search_weights, ws, list(cfg.modalities),
+                      candidates=default_candidates(cfg.modalities), criteria=("ndcg",), mode=cfg.mode,
+                      embed_batch_size=cfg.embed_batch_size, precision=cfg.embed_precision,
+                      log=console.print if ws.progress else None)
+        lambdas = sweep["chosen"]["weights"]
+        console.print(sweep_markdown(sweep))
     stage(f"compose {comp_name}", compose, ws, lambdas, mode=cfg.mode, name=comp_name)
 
     sources = {}
@@ -117,6 +129,12 @@ def run_all(ws, cfg: RunConfig, console: Console | None = None) -> dict:
         models[label] = {"valid": res.valid, "test": res.test}
 
     notes = []
+    if sweep is not None:
+        lam = ", ".join(f"{m}={w:g}" for m, w in lambdas.items())
+        notes.append(f"λ ({lam}) chosen on validation NDCG@10 among {len(sweep['candidates'])} candidates "
+                     "(RUN/search/sweep.md); test metrics were not used")
+    if ws["embed_anchor"]:
+        notes.append("stage-2 prompts hold each item's anchor (--embed-anchor); stage-1 prompts never do")
     if cfg.align.max_items is not None:
         notes.append(f"alignment used {cfg.align.max_items} items x {cfg.align.epochs} epoch(s) per modality "
                      "(default budget for a 2-core CPU; --align-items all for the full catalog)")

@@ -69,6 +69,12 @@ class PromptBuilder:
             first, through :meth:`Modality.limited_fragment`; the item's own slots and the answer
             are never truncated (a sample that still does not fit raises PromptError, which
             callers count and skip).
+        anchor_in_prompt: stage 2 only.  Prompts built *without* an answer start their item text
+            with ``Title: ANCHOR`` (the item's anchor, e.g. its title), so an item embedding can use
+            it; the line comes after the intro and before the modality fragments.  Stage 1 must never
+            see the anchor in its prompt (the task would become copying): a builder with this flag
+            refuses to build a sample *with* an answer (EarecError), and callers that generate
+            (explain, search) never set it.
     """
 
     def __init__(
@@ -80,6 +86,7 @@ class PromptBuilder:
         system: str = DEFAULT_SYSTEM,
         intro: str = DEFAULT_INTRO,
         question: str = DEFAULT_QUESTION,
+        anchor_in_prompt: bool = False,
     ):
         if tokenizer.eos_token_id is None:
             raise EarecError("the tokenizer has no EOS token; cannot mark the end of the anchor")
@@ -87,6 +94,7 @@ class PromptBuilder:
         self.modalities = dict(modalities)
         self.max_length = max_length
         self.system, self.intro, self.question = system, intro, question
+        self.anchor_in_prompt = bool(anchor_in_prompt)
         self.slot_token_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
         self._placeholders = {m.placeholder: name for name, m in self.modalities.items() if m.placeholder}
         self._split_re = (
@@ -163,6 +171,9 @@ class PromptBuilder:
                 item, or the sample exceeds ``max_length`` even without related items.
         """
         answer: list[int] = []
+        if with_answer and self.anchor_in_prompt:
+            raise EarecError("a prompt that shows the anchor cannot be an alignment sample (the model would copy "
+                             "it); anchor_in_prompt is for stage-2 item embeddings only")
         if with_answer:
             anchor = " ".join(item.anchor.split())
             if not anchor:
@@ -172,6 +183,9 @@ class PromptBuilder:
         full = frags = self.fragments(item, with_related=with_related)
         if not frags:
             raise PromptError(f"item {item.id!r} has no input for modalities {sorted(self.modalities)}")
+        if self.anchor_in_prompt and " ".join(item.anchor.split()):
+            title = Fragment(self._neutralise("Title: " + " ".join(item.anchor.split())), [])
+            full = frags = [("", title), *frags]
         # Related slots per modality (slots with related items minus slots without), so they can be
         # dropped one at a time, the costliest (largest k) first, until the prompt fits.
         own = {name: len(f.slot_items) for name, f in self.fragments(item, with_related=False)} if with_related else {}

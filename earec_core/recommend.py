@@ -117,12 +117,20 @@ def _cached(directory: Path, manifest: dict, compute, *, need_ranks: bool = Fals
     return result
 
 
-def id_baseline(ctx, name: str = "sasrec", *, need_ranks: bool = False) -> RecResult:
+def seed_label(label: str, seed: int, run_seed: int) -> str:
+    """The result folder name of ``label`` trained with ``seed``: ``label`` itself for the run's
+    seed, ``label~seedN`` for another (``earec study`` repeats a row over seeds)."""
+    return label if seed == run_seed else f"{label}~seed{seed}"
+
+
+def id_baseline(ctx, name: str = "sasrec", *, need_ranks: bool = False, seed: int | None = None) -> RecResult:
     """The ID-based recommender of the run (the "ID SASRec" baseline and the behaviour encoder),
-    trained once and cached under ``run_dir/recommend/id-NAME``."""
-    directory = ctx.run_dir / "recommend" / f"id-{name}"
+    trained once and cached under ``run_dir/recommend/id-NAME``; with another ``seed`` than the
+    run's, under ``id-NAME~seedN`` (the behaviour encoder always uses the run's seed)."""
+    seed = ctx.seed if seed is None else seed
+    directory = ctx.run_dir / "recommend" / seed_label(f"id-{name}", seed, ctx.seed)
     manifest = manifest_of(
-        directory, "recommend", {"recommender": name, "options": ctx.recommender_options, "seed": ctx.seed,
+        directory, "recommend", {"recommender": name, "options": ctx.recommender_options, "seed": seed,
                                  "plugin": code_fingerprint(ctx.registry.recommender(name))},
         {"dataset": ctx.run_dir / "dataset"},
     )
@@ -131,7 +139,7 @@ def id_baseline(ctx, name: str = "sasrec", *, need_ranks: bool = False) -> RecRe
         manifest,
         lambda: train_and_evaluate(
             ctx.registry, name, ctx.dataset.splits, None,
-            options=ctx.recommender_options, seed=ctx.seed, progress=ctx.progress,
+            options=ctx.recommender_options, seed=seed, progress=ctx.progress,
         ),
         need_ranks=need_ranks,
     )
@@ -174,20 +182,22 @@ def transform_features(table: torch.Tensor, how: str = "whiten", eps: float = 1e
 
 
 def on_embeddings(ctx, embeddings_dir: Path, name: str = "sasrec", label: str | None = None, options: dict | None = None,
-                  *, need_ranks: bool = False) -> RecResult:
+                  *, need_ranks: bool = False, seed: int | None = None) -> RecResult:
     """Train recommender ``name`` on frozen item embeddings from ``embeddings_dir`` (see
-    :mod:`earec_core.embed`), cached under ``run_dir/recommend/LABEL``.
+    :mod:`earec_core.embed`), cached under ``run_dir/recommend/LABEL`` (``LABEL~seedN`` for a
+    ``seed`` other than the run's).
 
     ``options`` may hold ``feature_transform`` (see :func:`transform_features`; taken out before
     the rest reach the recommender).
     """
     from .embed import load_embeddings
 
+    seed = ctx.seed if seed is None else seed
     label = label or embeddings_dir.name
-    directory = ctx.run_dir / "recommend" / label
+    directory = ctx.run_dir / "recommend" / seed_label(label, seed, ctx.seed)
     opts = {**ctx.recommender_options, **(options or {})}
     manifest = manifest_of(
-        directory, "recommend", {"recommender": name, "options": opts, "seed": ctx.seed,
+        directory, "recommend", {"recommender": name, "options": opts, "seed": seed,
                                  "plugin": code_fingerprint(ctx.registry.recommender(name))},
         {"dataset": ctx.run_dir / "dataset", "embeddings": embeddings_dir},
     )
@@ -198,7 +208,7 @@ def on_embeddings(ctx, embeddings_dir: Path, name: str = "sasrec", label: str | 
         table = transform_features(load_embeddings(embeddings_dir, ctx.dataset.catalog.ids), how)
         padded = torch.cat([torch.zeros(1, table.shape[1]), table])
         return train_and_evaluate(
-            ctx.registry, name, ctx.dataset.splits, padded, options=rec_opts, seed=ctx.seed, progress=ctx.progress,
+            ctx.registry, name, ctx.dataset.splits, padded, options=rec_opts, seed=seed, progress=ctx.progress,
         )
 
     return _cached(directory, manifest, compute, need_ranks=need_ranks)

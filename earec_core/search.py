@@ -60,6 +60,23 @@ def simplex_grid(modalities: Sequence[str], step: float) -> list[dict[str, float
     return [{m: round(c / n, 10) for m, c in zip(modalities, combo)} for combo in parts(n, len(modalities))]
 
 
+def default_candidates(modalities: Sequence[str]) -> list[dict[str, float]]:
+    """The small λ set ``earec run`` chooses from on validation: uniform, then each modality
+    dominant at 0.9 with the rest sharing 0.1 (the reference composes with text 0.05 /
+    behaviour 0.9).  ``["text", "behavior"]`` -> (0.5, 0.5), (0.9, 0.1), (0.1, 0.9).
+
+    Raises CompositionError for fewer than two modalities or a repeated one.
+    """
+    modalities = list(modalities)
+    if len(modalities) < 2 or len(set(modalities)) != len(modalities):
+        raise CompositionError(f"a λ choice needs at least two distinct modalities, got {modalities}")
+    n = len(modalities)
+    out = [{m: round(1 / n, 10) for m in modalities}]
+    for top in modalities:
+        out.append({m: 0.9 if m == top else round(0.1 / (n - 1), 10) for m in modalities})
+    return out
+
+
 def candidate_name(weights: dict[str, float]) -> str:
     """``{"text": 0.75, "behavior": 0.25}`` -> ``grid-t0.75-b0.25`` (full names if initials clash)."""
     initials = [m[0].lower() for m in weights]
@@ -86,7 +103,8 @@ def search_weights(ws, modalities: Sequence[str] | None = None, *, step: float =
                    criteria: Sequence[str] = CRITERIA, select: str | None = None, mode: str = "param",
                    items: int = 32, holdout: int = 32, max_new_tokens: int = 24,
                    rec_options: dict | None = None, embed_batch_size: int = 16, precision: str = "bf16",
-                   force: bool = False, log: Callable[[str], None] | None = None) -> dict:
+                   force: bool = False, log: Callable[[str], None] | None = None,
+                   candidates: Sequence[dict[str, float]] | None = None) -> dict:
     """Run (or reuse) the λ sweep and return the sweep dict also saved to ``RUN/search/sweep.json``.
 
     Args:
@@ -96,6 +114,7 @@ def search_weights(ws, modalities: Sequence[str] | None = None, *, step: float =
         select: the criterion to maximise (default ``ndcg`` if computed, else ``rouge``).
         items: held-out items scored by ROUGE-L (the first ``items`` of the ``holdout`` set).
         rec_options: recommender options for the sweep only, over the run's embedding options.
+        candidates: an explicit list of λ (each over ``modalities``) instead of the grid of ``step``.
     Raises:
         CompositionError / EarecError: bad grid, unknown criterion, a modality not aligned.
     """
@@ -118,12 +137,19 @@ def search_weights(ws, modalities: Sequence[str] | None = None, *, step: float =
     missing = [m for m in modalities if not (ws.adapter_dir(m) / "modality.json").is_file()]
     if missing:
         raise CompositionError(f"modalities {missing} are not aligned in {ws.dir}; run `earec align --modality M` first")
-    grid = simplex_grid(modalities, step)
+    if candidates is not None:
+        grid = [{m: float(w.get(m, 0.0)) for m in modalities} for w in candidates]
+        if not grid:
+            raise CompositionError("no λ candidates given")
+    else:
+        grid = simplex_grid(modalities, step)
     for w in grid:
         normalise_weights(w, mode)  # validates mode (and sums to 1 already)
 
     rec_opts = {**ws["embedding_recommender_options"], **(rec_options or {})}
-    config = {"modalities": modalities, "step": step, "criteria": list(criteria), "select": select, "mode": mode,
+    config = {"modalities": modalities, "step": None if candidates is not None else step,
+              "candidates": grid if candidates is not None else None, "embed_anchor": bool(ws["embed_anchor"]),
+              "criteria": list(criteria), "select": select, "mode": mode,
               "items": items, "holdout": holdout, "max_new_tokens": max_new_tokens, "recommender": ws["recommender"],
               "recommender_options": {**ws["recommender_options"], **rec_opts}, "seed": ws["seed"],
               "precision": precision, "llm": str(ws.llm_path), "max_length": ws["max_length"]}
@@ -154,9 +180,9 @@ def search_weights(ws, modalities: Sequence[str] | None = None, *, step: float =
             row["sources"]["valid_rougeL"] = f"{SEARCH_DIR}/sweep.json"
         if "ndcg" in criteria:
             emb = embed(ws, name, batch_size=embed_batch_size, precision=precision)
-            res = on_embeddings(ws.context, emb, ws["recommender"], label=name, options=rec_opts)
+            res = on_embeddings(ws.context, emb, ws["recommender"], label=emb.name, options=rec_opts)
             row["valid"], row["test"] = res.valid, res.test
-            row["sources"]["valid"] = row["sources"]["test"] = f"recommend/{name}/metrics.json"
+            row["sources"]["valid"] = row["sources"]["test"] = f"recommend/{emb.name}/metrics.json"
             row["embeddings"] = _rel(ws, emb)
         rows.append(row)
 
@@ -185,8 +211,9 @@ def sweep_markdown(sweep: dict) -> str:
         head.append("valid ROUGE-L")
     if has_rec:
         head += ["valid HR@10", "valid NDCG@10", "test HR@10", "test NDCG@10", "test HR@50", "test NDCG@50"]
-    lines = ["## λ search (grid on the simplex, step "
-             f"{sweep['config']['step']:g}, mode {sweep['config']['mode']})", "",
+    step = sweep["config"].get("step")
+    how = f"grid on the simplex, step {step:g}" if step is not None else "given candidates"
+    lines = [f"## λ search ({how}, mode {sweep['config']['mode']})", "",
              "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
         cells = [f"{r['weights'][m]:g}" for m in mods]

@@ -43,6 +43,8 @@ DEFAULTS: dict[str, Any] = {
     "embedding_recommender_options": {"temperature": 0.07, "feature_transform": "whiten"},
     "max_length": 256,
     "trust_remote_code": False,
+    # stage 2 only: put each item's anchor ("Title: …") into its embedding prompt (never into stage 1)
+    "embed_anchor": False,
 }
 
 
@@ -203,10 +205,13 @@ class Workspace:
 
         return load_llm(self.llm_path, trust_remote_code=self["trust_remote_code"])
 
-    def builder(self, modalities: dict[str, Modality]):
+    def builder(self, modalities: dict[str, Modality], *, anchor_in_prompt: bool = False):
+        """The prompt builder for ``modalities``; ``anchor_in_prompt`` only for stage-2 embeddings
+        (see :class:`~earec_core.prompt.PromptBuilder`)."""
         from .prompt import PromptBuilder
 
-        return PromptBuilder(self.tokenizer, modalities, max_length=self["max_length"])
+        return PromptBuilder(self.tokenizer, modalities, max_length=self["max_length"],
+                             anchor_in_prompt=anchor_in_prompt)
 
     # -- paths -------------------------------------------------------------------------------------
     def adapter_dir(self, modality: str) -> Path:

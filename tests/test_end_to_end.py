@@ -47,6 +47,20 @@ def test_run_writes_the_results_table(finished_run):
     assert "EARec_TB" in (run_dir / "results.md").read_text() and "EARec_TB" in output
 
 
+def test_lambda_is_chosen_on_validation_only(finished_run):
+    from earec_core.search import default_candidates
+
+    run_dir, _ = finished_run
+    results = json.loads((run_dir / "results.json").read_text())
+    sweep = json.loads((run_dir / "search" / "sweep.json").read_text())
+    assert [c["weights"] for c in sweep["candidates"]] == default_candidates(["text", "behavior"])
+    best = max(sweep["candidates"], key=lambda c: c["valid"]["NDCG@10"])  # first of ties, as the search
+    assert results["weights"] == best["weights"] == sweep["chosen"]["weights"]
+    assert any("chosen on validation" in n for n in results["notes"])
+    composed = json.loads((run_dir / "compositions" / "text+behavior" / "composition.json").read_text())
+    assert composed["weights"] == best["weights"]
+
+
 def test_adapters_are_peft_loadable_and_projectors_safetensors(finished_run, tiny_llm_dir):
     from peft import PeftModel
     from transformers import AutoModelForCausalLM

@@ -7,6 +7,7 @@ import torch
 from torch import nn
 
 from earec_core.data import Item
+from earec_core.errors import EarecError
 from earec_core.modality import Fragment, Modality
 from earec_core.prompt import IGNORE_INDEX, PromptBuilder, PromptError, collate, splice
 from earec_text import TextModality
@@ -123,3 +124,35 @@ def test_projector_width_mismatch_is_clear(tokenizer):
     batch = collate([PromptBuilder(tokenizer, {"vec": mod}).build(Item("1", "x"), with_answer=False)], 0)
     with pytest.raises(EarecError, match="outputs width 4"):
         splice(torch.zeros(*batch.input_ids.shape, 16), batch, {"vec": mod}, {"vec": nn.Identity()})
+
+
+def _prompt_text(tokenizer, sample) -> str:
+    return tokenizer.decode([t for t, lab in zip(sample.input_ids, sample.labels) if lab == IGNORE_INDEX])
+
+
+def test_anchor_in_prompt_is_a_stage_2_option_only(ml100k, tokenizer):
+    """Stage 2 may show the title (``anchor_in_prompt``); stage-1 samples never do, and a builder
+    that shows it refuses to make an alignment sample (the task would be copying)."""
+    plain = PromptBuilder(tokenizer, {"text": TextModality()})
+    titled = PromptBuilder(tokenizer, {"text": TextModality()}, anchor_in_prompt=True)
+    for item in ml100k.catalog.items[:50]:
+        stage1 = plain.build(item, with_answer=True)
+        assert item.anchor not in _prompt_text(tokenizer, stage1)
+        assert "Title:" not in _prompt_text(tokenizer, stage1)
+        stage2 = titled.build(item, with_answer=False)
+        text = _prompt_text(tokenizer, stage2)
+        assert f"Title: {' '.join(item.anchor.split())}" in text
+        assert text.index("Title:") < text.index("Description:")  # before the modality fragments
+        assert item.anchor not in _prompt_text(tokenizer, plain.build(item, with_answer=False))
+        with pytest.raises(EarecError, match="anchor_in_prompt is for stage-2"):
+            titled.build(item, with_answer=True)
+
+
+def test_anchor_line_keeps_slots_and_placeholder_safety(tokenizer):
+    titled = PromptBuilder(tokenizer, {"text": TextModality(), "vec": VectorModality()}, anchor_in_prompt=True)
+    item = Item("1", "A <vec> title", {"note": "n"}, related=["2"])
+    s = titled.build(item, with_answer=False)
+    assert [slot.item_id for slot in s.slots] == ["1", "2"]  # the anchor's literal <vec> is not a slot
+    # an item without an anchor just has no title line
+    bare = titled.build(Item("3", "", {"note": "n"}), with_answer=False)
+    assert "Title:" not in tokenizer.decode(bare.input_ids)

@@ -1,0 +1,296 @@
+"""``earec study``: the result tables a quality claim needs, over several seeds.
+
+Each *row* is a recommender input: item IDs (the ID SASRec baseline), an embedding source of
+the run (``text``, ``text+behavior``, ``base:text``, a λ-grid composition …), optionally with the
+anchor in the stage-2 prompt (``@anchor``) and extra recommender options (``transductive=true``),
+or ``minilm`` (SASRec_T on frozen all-MiniLM-L6-v2 sentence embeddings).  Every row is trained
+once per seed (the seed drives the recommender's initialisation and batch order; the aligned
+model and its embeddings are the run's), each result a cached artifact under
+``RUN/recommend/LABEL~seedN``.  Reported, per row:
+
+* test (and validation) HR/NDCG@10/50 as mean ± sd over the seeds;
+* a paired t-test over users against the baseline row: per-user test NDCG@10, averaged over the
+  seeds, ``scipy.stats.ttest_rel``;
+* the same on *slices* of test users by the popularity of their target item (its number of
+  occurrences in the training sequences, ≤ 5 and ≤ 20: the long tail where IDs are weak).
+
+Nothing is chosen on test: :func:`best_row` picks on mean validation NDCG@10.
+Outputs: ``RUN/study/study.{json,md}`` and ``fig_slices.png``.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from .artifacts import write_bytes, write_json, write_text
+from .embed import embed
+from .errors import EarecError
+from .metrics import metrics_from_ranks
+from .recommend import id_baseline, on_embeddings, seed_label
+from .report import ndcg_at, paired_ttest, sentence_embeddings
+
+STUDY_DIR = "study"
+DEFAULT_SLICES = (5, 20)
+"""Long-tail slices: test users whose target occurs at most this often in the training sequences."""
+COLUMNS = ("HR@10", "NDCG@10", "HR@50", "NDCG@50")
+
+
+@dataclass
+class Row:
+    """One line of a study table.
+
+    Attributes:
+        label: the row's name in the table (and its result folders ``recommend/LABEL~seedN``).
+        source: ``None`` for item IDs, ``"minilm"`` for SASRec_T, else an embedding source of the run.
+        anchor: embed with the anchor in the stage-2 prompt.
+        options: recommender options on top of the run's (e.g. ``{"transductive": True}``).
+    """
+
+    label: str
+    source: str | None = None
+    anchor: bool = False
+    options: dict = field(default_factory=dict)
+
+
+def parse_row(spec: str) -> Row:
+    """``"LABEL=SOURCE[@anchor][;KEY=VALUE…]"`` -> :class:`Row`; ``SOURCE`` ``ids`` means item IDs,
+    ``minilm`` SASRec_T.  Values are read as JSON when they parse (``true``, ``0.07``), else as text.
+
+    Raises EarecError for a spec without ``=`` or an option without ``=``.
+    """
+    import json
+
+    label, sep, rest = spec.partition("=")
+    if not sep or not label.strip() or not rest.strip():
+        raise EarecError(f"bad --row {spec!r}: expected LABEL=SOURCE[@anchor][;KEY=VALUE...], "
+                         "e.g. 'EARec_TB=text+behavior@anchor;transductive=true'")
+    source, *opts = rest.split(";")
+    source = source.strip()
+    anchor = source.endswith("@anchor")
+    source = source.removesuffix("@anchor")
+    options = {}
+    for opt in filter(None, (o.strip() for o in opts)):
+        key, sep, value = opt.partition("=")
+        if not sep:
+            raise EarecError(f"bad option {opt!r} in --row {spec!r}: expected KEY=VALUE")
+        try:
+            options[key.strip()] = json.loads(value)
+        except ValueError:
+            options[key.strip()] = value.strip()
+    return Row(label.strip(), None if source == "ids" else source, anchor, options)
+
+
+def default_rows(ws) -> list[Row]:
+    """ID SASRec, SASRec_T (if MiniLM is installed), and the EARec rows of the run's results."""
+    rows = [Row("ID SASRec"), Row("SASRec_T", "minilm")]
+    mods = [m for m in ("text", "vision", "behavior", "audio") if (ws.adapter_dir(m) / "modality.json").is_file()]
+    if "text" in mods:
+        rows.append(Row("EARec_T", "text"))
+    comp = "+".join(mods)
+    if len(mods) > 1 and (ws.composition_dir(comp) / "composition.json").is_file():
+        rows.append(Row("EARec_" + "".join(m[0].upper() for m in mods), comp))
+    return rows
+
+
+def target_popularity(splits) -> torch.Tensor:
+    """``(n_users,)`` occurrences of each test user's target item in the training sequences."""
+    counts = torch.zeros(splits.n_items + 1, dtype=torch.long)
+    for seq in splits.train:
+        counts += torch.bincount(torch.tensor(seq, dtype=torch.long), minlength=splits.n_items + 1)
+    return counts[torch.tensor([t for _, t in splits.test], dtype=torch.long)]
+
+
+def _train(ws, row: Row, seed: int, embeddings: dict) -> tuple[dict, torch.Tensor]:
+    """Fit (or reuse) ``row`` with ``seed``; returns its result dict and per-user test ranks."""
+    ctx, rec = ws.context, ws["recommender"]
+    if row.source is None:
+        res = id_baseline(ctx, rec, need_ranks=True, seed=seed)
+    else:
+        key = (row.source, row.anchor)
+        if key not in embeddings:
+            embeddings[key] = (sentence_embeddings(ws) if row.source == "minilm"
+                               else embed(ws, row.source, anchor=row.anchor))
+        opts = {**ws["embedding_recommender_options"], **row.options}
+        res = on_embeddings(ctx, embeddings[key], rec, label=row.label, options=opts, need_ranks=True, seed=seed)
+    return {"valid": res.valid, "test": res.test, "seconds": res.seconds}, res.test_ranks
+
+
+def _mean_sd(values: Sequence[float]) -> dict:
+    return {"mean": statistics.fmean(values), "sd": statistics.stdev(values) if len(values) > 1 else 0.0,
+            "values": list(values)}
+
+
+def run_study(ws, rows: Sequence[Row] | None = None, seeds: Sequence[int] = (0, 1, 2), *,
+              baseline: str | None = None, slices: Sequence[int] = DEFAULT_SLICES,
+              log: Callable[[str], None] | None = None) -> dict:
+    """Train every row with every seed and write ``RUN/study``; returns study.json's dict.
+
+    Args:
+        rows: the rows (default :func:`default_rows`); labels must be unique.
+        seeds: recommender seeds (at least one).
+        baseline: the label every row is tested against (default: the first row).
+        slices: popularity cut-offs of the long-tail slices.
+    Raises:
+        EarecError: no seeds, duplicate labels, an unknown baseline.
+    """
+    log = log or (lambda _msg: None)
+    rows = list(rows) if rows else default_rows(ws)
+    seeds = [int(s) for s in seeds]
+    if not seeds:
+        raise EarecError("a study needs at least one seed")
+    labels = [r.label for r in rows]
+    if len(set(labels)) != len(labels):
+        raise EarecError(f"row labels must be unique, got {labels}")
+    baseline = baseline or labels[0]
+    if baseline not in labels:
+        raise EarecError(f"baseline {baseline!r} is not a row label ({', '.join(labels)})")
+    splits = ws.dataset.splits
+    popularity = target_popularity(splits)
+    masks = {"all": torch.ones_like(popularity, dtype=torch.bool),
+             **{f"target ≤ {k} train interactions": popularity <= k for k in slices}}
+
+    notes: list[str] = []
+    embeddings: dict = {}
+    table: dict[str, dict] = {}
+    per_user: dict[str, torch.Tensor] = {}  # label -> (n_seeds, n_users) test NDCG@10
+    for row in rows:
+        runs, ndcgs = [], []
+        for seed in seeds:
+            log(f"study: {row.label}, seed {seed}")
+            try:
+                result, ranks = _train(ws, row, seed, embeddings)
+            except (EarecError, OSError, ImportError) as exc:
+                if row.source != "minilm":
+                    raise
+                notes.append(f"{row.label} skipped: the sentence encoder could not be loaded offline ({exc})")
+                break
+            runs.append(result)
+            ndcgs.append(ndcg_at(ranks))
+        if not runs:
+            continue
+        per_user[row.label] = torch.stack(ndcgs)
+        table[row.label] = {
+            "source": row.source, "anchor": row.anchor, "options": row.options,
+            "folders": [f"recommend/{seed_label(_folder(ws, row), s, ws['seed'])}" for s in seeds],
+            "valid": {c: _mean_sd([r["valid"][c] for r in runs]) for c in COLUMNS},
+            "test": {c: _mean_sd([r["test"][c] for r in runs]) for c in COLUMNS},
+            "slices": {name: _mean_sd([n[mask].mean().item() for n in ndcgs]) for name, mask in masks.items()},
+            "seconds": _mean_sd([r["seconds"] for r in runs]),
+        }
+    if baseline not in table:
+        raise EarecError(f"the baseline row {baseline!r} produced no result")
+    for label, row in table.items():
+        if label == baseline:
+            continue
+        a, b = per_user[label].double().mean(0), per_user[baseline].double().mean(0)
+        row["vs_baseline"] = {name: {**_ttest(a[mask], b[mask]), "n_users": int(mask.sum())}
+                              for name, mask in masks.items()}
+    earec = [lab for lab in table if lab.startswith("EARec")]
+    best = max(earec, key=lambda lab: table[lab]["valid"]["NDCG@10"]["mean"]) if earec else None
+    study = {"dataset": ws.dataset.stats, "seeds": seeds, "baseline": baseline, "rows": table,
+             "slice_sizes": {name: int(mask.sum()) for name, mask in masks.items()},
+             "best_earec_by_valid": best, "notes": notes,
+             "method": "per-row mean ± sd over seeds; paired t-test (scipy.stats.ttest_rel) over test users of "
+                       "per-user NDCG@10 averaged over seeds; rows chosen on validation only"}
+    out = ws.dir / STUDY_DIR
+    out.mkdir(parents=True, exist_ok=True)
+    write_json(out / "study.json", study)
+    md = study_markdown(study)
+    figure = _figure(study, out / "fig_slices.png")
+    if figure:
+        md += f"\n![NDCG@10 per slice]({figure.name})\n"
+    write_text(out / "study.md", md)
+    study["markdown"] = md
+    return study
+
+
+def _folder(ws, row: Row) -> str:
+    return f"id-{ws['recommender']}" if row.source is None else row.label
+
+
+def _ttest(a: torch.Tensor, b: torch.Tensor) -> dict:
+    """:func:`earec_core.report.paired_ttest` on per-user NDCG values (not ranks)."""
+    from scipy import stats
+
+    x, y = a.numpy(), b.numpy()
+    out = {"mean_row": float(x.mean()), "mean_baseline": float(y.mean()), "diff": float(x.mean() - y.mean())}
+    if len(x) < 2 or (x - y).std() == 0:
+        return {**out, "t": None, "p": None}
+    res = stats.ttest_rel(x, y)
+    return {**out, "t": float(res.statistic), "p": float(res.pvalue)}
+
+
+def _pm(cell: dict, digits: int = 4) -> str:
+    return f"{cell['mean']:.{digits}f} ± {cell['sd']:.{digits}f}"
+
+
+def _p(p) -> str:
+    if p is None or (isinstance(p, float) and math.isnan(p)):
+        return "–"
+    return f"{p:.1e}" if p < 1e-3 else f"{p:.3f}"
+
+
+def study_markdown(study: dict) -> str:
+    """The study as Markdown: the main table (mean ± sd over seeds) and the slice table."""
+    rows, base = study["rows"], study["baseline"]
+    seeds = ", ".join(map(str, study["seeds"]))
+    lines = [f"## Test metrics, mean ± sd over seeds {seeds} (leave-one-out, full ranking)", "",
+             "| model | valid NDCG@10 | " + " | ".join(f"test {c}" for c in COLUMNS) + f" | Δ NDCG@10 vs {base} | p |",
+             "|---|---|" + "---|" * len(COLUMNS) + "---|---|"]
+    for label, r in rows.items():
+        vs = r.get("vs_baseline", {}).get("all")
+        name = f"**{label}**" if label == study.get("best_earec_by_valid") else label
+        lines.append(f"| {name} | {_pm(r['valid']['NDCG@10'])} | " + " | ".join(_pm(r["test"][c]) for c in COLUMNS)
+                     + (f" | {vs['diff']:+.4f} | {_p(vs['p'])} |" if vs else " | – | – |"))
+    slice_names = list(study["slice_sizes"])
+    lines += ["", f"## Test NDCG@10 by target popularity (mean ± sd over seeds; p: paired t-test vs {base})", "",
+              "| model | " + " | ".join(f"{n} ({study['slice_sizes'][n]} users)" for n in slice_names) + " |",
+              "|---|" + "---|" * len(slice_names)]
+    for label, r in rows.items():
+        cells = []
+        for n in slice_names:
+            vs = r.get("vs_baseline", {}).get(n)
+            cells.append(_pm(r["slices"][n]) + (f" (p {_p(vs['p'])})" if vs else ""))
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    if study.get("best_earec_by_valid"):
+        lines += ["", f"Bold: the EARec row with the best mean validation NDCG@10 ({study['best_earec_by_valid']})."]
+    lines += ["", f"Method: {study['method']}."]
+    lines += [f"- {n}" for n in study.get("notes", [])]
+    return "\n".join(lines) + "\n"
+
+
+def _figure(study: dict, path: Path) -> Path | None:
+    """Grouped bars: NDCG@10 per slice and row, error bars = sd over seeds."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import io
+
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return None
+    rows = study["rows"]
+    names = list(study["slice_sizes"])
+    width = 0.8 / max(1, len(rows))
+    fig, ax = plt.subplots(figsize=(1.8 + 2.2 * len(names), 3.6))
+    for i, (label, r) in enumerate(rows.items()):
+        xs = [j + (i - (len(rows) - 1) / 2) * width for j in range(len(names))]
+        ax.bar(xs, [r["slices"][n]["mean"] for n in names], width, yerr=[r["slices"][n]["sd"] for n in names],
+               label=label, capsize=2)
+    ax.set_xticks(range(len(names)), [f"{n}\n({study['slice_sizes'][n]} users)" for n in names], fontsize=8)
+    ax.set_ylabel("test NDCG@10")
+    ax.legend(fontsize=7, ncol=2)
+    ax.set_title(f"mean ± sd over seeds {', '.join(map(str, study['seeds']))}", fontsize=9)
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=120)
+    plt.close(fig)
+    write_bytes(path, buf.getvalue())
+    return path
