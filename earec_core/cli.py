@@ -105,20 +105,33 @@ def workspace_options(fn):
     @click.option("--embed-anchor/--no-embed-anchor", default=None,
                   help="Stage 2 only: put each item's anchor (title) into its embedding prompt (default off; "
                        "stage-1 prompts never hold the anchor; saved in run.json).")
+    @click.option("--embed-layers", default=None, metavar="I,J,…",
+                  help="Stage 2: hidden-state indices whose last-position states are concatenated into the item "
+                       "embedding (default -1, the last layer; e.g. -1,-8 for a wider vector; saved in run.json).")
     @click.option("--quiet", is_flag=True, help="No progress bars.")
     @functools.wraps(fn)
     def wrapper(run_dir, dataset, llm, seed, k_core, anchor_field, trust_remote_code, rec_options, emb_rec_options,
-                modality_options, max_length, embed_anchor, quiet, **kwargs):
+                modality_options, max_length, embed_anchor, embed_layers, quiet, **kwargs):
         from .workspace import Workspace
 
         _quiet_libraries()
         rec = _key_values(rec_options, "--rec-option") if rec_options else None
         emb_rec = _key_values(emb_rec_options, "--emb-rec-option") if emb_rec_options else None
         mod = _modality_options(modality_options) if modality_options else None
+        layers = None
+        if embed_layers is not None:
+            try:
+                layers = [int(x) for x in embed_layers.split(",") if x.strip()]
+            except ValueError:
+                raise click.BadParameter(f"expected comma-separated integers, got {embed_layers!r}",
+                                         param_hint="--embed-layers") from None
+            if not layers:
+                raise click.BadParameter("give at least one index (-1 is the last layer)", param_hint="--embed-layers")
         ws = Workspace(run_dir, progress=not quiet, dataset=dataset, llm=llm, seed=seed, k_core=k_core,
                        anchor_field=anchor_field,
                        trust_remote_code=trust_remote_code, recommender_options=rec, modality_options=mod,
-                       embedding_recommender_options=emb_rec, max_length=max_length, embed_anchor=embed_anchor)
+                       embedding_recommender_options=emb_rec, max_length=max_length, embed_anchor=embed_anchor,
+                       embed_layers=layers)
         try:
             return fn(ws, **kwargs)
         except BaseException:  # a failed (or interrupted) command leaves run.json as it found it

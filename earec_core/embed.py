@@ -44,8 +44,13 @@ def _autocast(precision: str):
 @torch.inference_mode()
 def encode_items(aligned: AlignedModel, builder, catalog, item_ids: list[str], *, batch_size: int = 16,
                  precision: str = "bf16", progress: bool = True, on_batch=None,
-                 prefix_cache: bool = True) -> torch.Tensor:
-    """Embeddings ``(len(item_ids), hidden)`` float32 for ``item_ids`` (rows in the given order).
+                 prefix_cache: bool = True, layers: tuple[int, ...] = (-1,)) -> torch.Tensor:
+    """Embeddings ``(len(item_ids), hidden * len(layers))`` float32 for ``item_ids`` (rows in the given order).
+
+    ``layers`` picks decoder outputs by index into HF's ``hidden_states`` (``0``: the token
+    embeddings, ``-1``: the last layer, the paper's eq. 5); several are concatenated in the given
+    order, each the state at the last prompt position (a wider item vector for the recommender's
+    adaptor).  The default ``(-1,)`` is ``last_hidden_state``.
 
     An item with input for none of the modalities gets the embedding of the bare prompt
     (intro + question), so every item has a valid, finite row.  ``on_batch(n)`` (optional) is
@@ -70,7 +75,18 @@ def encode_items(aligned: AlignedModel, builder, catalog, item_ids: list[str], *
     decoder, _ = decoder_and_head(aligned.model)
     embed_tokens = aligned.model.get_input_embeddings()
     device = embed_tokens.weight.device
-    out = torch.full((len(item_ids), embed_tokens.weight.shape[1]), torch.nan)  # every row is written below
+    layers = tuple(int(i) for i in layers)
+    if not layers:
+        raise EarecError("layers: give at least one hidden-state index (-1 is the last layer)")
+    width = embed_tokens.weight.shape[1]
+    out = torch.full((len(item_ids), width * len(layers)), torch.nan)  # every row is written below
+    n_states = getattr(getattr(aligned.model, "config", None), "num_hidden_layers", None)
+    if n_states is not None:
+        bad = [i for i in layers if not -(n_states + 1) <= i <= n_states]
+        if bad:
+            raise EarecError(f"layers {bad} out of range: the backbone has hidden states 0..{n_states} "
+                             f"(or -{n_states + 1}..-1)")
+    want_all = layers != (-1,)
     n_prefix = shared_prefix_length(prompts) if prefix_cache else 0
     cache = None
     if n_prefix:
@@ -95,8 +111,13 @@ def encode_items(aligned: AlignedModel, builder, catalog, item_ids: list[str], *
             batch.position_ids = batch.position_ids + n_prefix
         with _autocast(precision):
             x = splice(embed_tokens(batch.input_ids), batch, aligned.modalities, aligned.projectors)
-            h = decoder(inputs_embeds=x, attention_mask=batch.attention_mask, position_ids=batch.position_ids, **extra)
-        out[torch.tensor(rows)] = h.last_hidden_state[:, -1].float().cpu()
+            h = decoder(inputs_embeds=x, attention_mask=batch.attention_mask, position_ids=batch.position_ids,
+                        output_hidden_states=want_all, **extra)
+        if want_all:
+            last = torch.cat([h.hidden_states[i][:, -1] for i in layers], dim=-1)
+        else:
+            last = h.last_hidden_state[:, -1]
+        out[torch.tensor(rows)] = last.float().cpu()
         if on_batch is not None:
             on_batch(len(rows))
     return out
@@ -124,13 +145,15 @@ def _drop_prefix(sample, n: int):
 
 def embed(ws, source: str, *, batch_size: int = 16, precision: str = "bf16", force: bool = False,
           shard_size: int = DEFAULT_SHARD_SIZE, devices: int = 1, accelerator: str = "auto",
-          strategy: str = "auto", anchor: bool | None = None) -> Path:
+          strategy: str = "auto", anchor: bool | None = None, layers: tuple[int, ...] | None = None) -> Path:
     """Embed every catalog item with ``source`` (see :func:`earec_core.model.resolve`) into
     ``RUN/embeddings/SOURCE``; skipped when its manifest matches.
 
     ``anchor`` (default: the run's ``embed_anchor`` setting) puts each item's anchor into its
     stage-2 prompt (``Title: …``, see :class:`~earec_core.prompt.PromptBuilder`); the output then
     goes to ``RUN/embeddings/SOURCE@anchor``.  Stage 1 never sees the anchor in a prompt.
+    ``layers`` (default: the run's ``embed_layers``, ``[-1]``) concatenates the last-position
+    states of those hidden-state indices (see :func:`encode_items`); output ``SOURCE@L-1,-8``.
 
     Shards of ``shard_size`` items are written to ``RUN/embeddings/.SOURCE-shards-KEY/`` as they
     finish (KEY: a hash of the manifest, so a changed input never reuses them) and moved into the
@@ -147,7 +170,8 @@ def embed(ws, source: str, *, batch_size: int = 16, precision: str = "bf16", for
     catalog = ws.dataset.catalog  # loads the dataset (and writes its manifest) first
     adapter, names = resolve(ws, source)
     anchor = ws["embed_anchor"] if anchor is None else bool(anchor)
-    label = embeddings_label(source, anchor)
+    layers = tuple(int(i) for i in (ws["embed_layers"] if layers is None else layers))
+    label = embeddings_label(source, anchor, layers)
     out = ws.embeddings_dir(label)
     inputs = {"dataset": ws.dir / "dataset"}
     if adapter is not None:
@@ -160,6 +184,8 @@ def embed(ws, source: str, *, batch_size: int = 16, precision: str = "bf16", for
               "max_length": ws["max_length"]}
     if anchor:  # absent when off, so embeddings made before the option existed stay current
         config["anchor_in_prompt"] = True
+    if layers != (-1,):
+        config["layers"] = list(layers)
     manifest = manifest_of(out, "embed", config, inputs)
     if not force and is_current(out, manifest):
         return out
@@ -175,7 +201,8 @@ def embed(ws, source: str, *, batch_size: int = 16, precision: str = "bf16", for
     todo = [i for i in range(len(chunks)) if i % fabric.world_size == fabric.global_rank and not _complete(paths[i], chunks[i])]
     if todo:
         _encode_shards(ws, source, catalog, [(chunks[i], paths[i]) for i in todo], batch_size=batch_size,
-                       precision=precision, device=fabric.device, rank=fabric.global_rank, anchor=anchor)
+                       precision=precision, device=fabric.device, rank=fabric.global_rank, anchor=anchor,
+                       layers=layers)
     fabric.barrier()
     if fabric.global_rank == 0:
         info = {"source": source, "modalities": names, "shape": [len(ids), read_shard(paths[0])[1].shape[1]],
@@ -211,13 +238,15 @@ def _complete(path: Path, item_ids: list[str]) -> bool:
         return False
 
 
-def embeddings_label(source: str, anchor: bool = False) -> str:
+def embeddings_label(source: str, anchor: bool = False, layers: tuple[int, ...] = (-1,)) -> str:
     """The folder name under ``RUN/embeddings`` of ``source``'s item embeddings (``@anchor``: with
-    the anchor in the stage-2 prompt)."""
-    return source.replace(":", "-").replace(",", "+") + ("@anchor" if anchor else "")
+    the anchor in the stage-2 prompt; ``@L-1,-8``: those hidden states concatenated)."""
+    label = source.replace(":", "-").replace(",", "+") + ("@anchor" if anchor else "")
+    return label + ("" if tuple(layers) == (-1,) else "@L" + ",".join(str(i) for i in layers))
 
 
-def _encode_shards(ws, source, catalog, jobs, *, batch_size, precision, device, rank, anchor=False) -> None:
+def _encode_shards(ws, source, catalog, jobs, *, batch_size, precision, device, rank, anchor=False,
+                   layers=(-1,)) -> None:
     """Encode and save each ``(item_ids, path)`` job; the model is loaded once."""
     from rich.progress import Progress
 
@@ -231,7 +260,7 @@ def _encode_shards(ws, source, catalog, jobs, *, batch_size, precision, device, 
         task = bar.add_task(f"embedding items ({source})", total=total)
         for chunk, path in jobs:
             emb = encode_items(aligned, builder, catalog, chunk, batch_size=batch_size, precision=precision,
-                               progress=False, on_batch=lambda n: bar.advance(task, n))
+                               progress=False, on_batch=lambda n: bar.advance(task, n), layers=layers)
             if not torch.isfinite(emb).all():
                 raise ArtifactError(f"embeddings from {source!r} contain NaN/Inf; try --precision fp32")
             save_shard(path, emb, chunk, source)

@@ -50,17 +50,21 @@ class Row:
         source: ``None`` for item IDs, ``"minilm"`` for SASRec_T, else an embedding source of the run.
         anchor: embed with the anchor in the stage-2 prompt.
         options: recommender options on top of the run's (e.g. ``{"transductive": True}``).
+        layers: hidden-state indices concatenated into the item embedding (``None``: the run's).
     """
 
     label: str
     source: str | None = None
     anchor: bool = False
     options: dict = field(default_factory=dict)
+    layers: tuple[int, ...] | None = None
 
 
 def parse_row(spec: str) -> Row:
     """``"LABEL=SOURCE[@anchor][;KEY=VALUE…]"`` -> :class:`Row`; ``SOURCE`` ``ids`` means item IDs,
     ``minilm`` SASRec_T.  Values are read as JSON when they parse (``true``, ``0.07``), else as text.
+    The key ``layers`` (``layers=[-1,-8]``) sets the embedding's hidden states; every other key is
+    a recommender option.
 
     Raises EarecError for a spec without ``=`` or an option without ``=``.
     """
@@ -83,7 +87,12 @@ def parse_row(spec: str) -> Row:
             options[key.strip()] = json.loads(value)
         except ValueError:
             options[key.strip()] = value.strip()
-    return Row(label.strip(), None if source == "ids" else source, anchor, options)
+    layers = options.pop("layers", None)
+    if layers is not None:
+        layers = tuple(layers) if isinstance(layers, list) else (layers,)
+        if not layers or not all(isinstance(i, int) and not isinstance(i, bool) for i in layers):
+            raise EarecError(f"bad layers in --row {spec!r}: expected integers, e.g. layers=[-1,-8]")
+    return Row(label.strip(), None if source == "ids" else source, anchor, options, layers)
 
 
 def default_rows(ws) -> list[Row]:
@@ -112,10 +121,10 @@ def _train(ws, row: Row, seed: int, embeddings: dict) -> tuple[dict, torch.Tenso
     if row.source is None:
         res = id_baseline(ctx, rec, need_ranks=True, seed=seed)
     else:
-        key = (row.source, row.anchor)
+        key = (row.source, row.anchor, row.layers)
         if key not in embeddings:
             embeddings[key] = (sentence_embeddings(ws) if row.source == "minilm"
-                               else embed(ws, row.source, anchor=row.anchor))
+                               else embed(ws, row.source, anchor=row.anchor, layers=row.layers))
         opts = {**ws["embedding_recommender_options"], **row.options}
         res = on_embeddings(ctx, embeddings[key], rec, label=row.label, options=opts, need_ranks=True, seed=seed)
     return {"valid": res.valid, "test": res.test, "seconds": res.seconds}, res.test_ranks
@@ -177,6 +186,7 @@ def run_study(ws, rows: Sequence[Row] | None = None, seeds: Sequence[int] = (0, 
         per_user[row.label] = torch.stack(ndcgs)
         table[row.label] = {
             "source": row.source, "anchor": row.anchor, "options": row.options,
+            "layers": list(row.layers) if row.layers else None,
             "folders": [f"recommend/{seed_label(_folder(ws, row), s, ws['seed'])}" for s in seeds],
             "valid": {c: _mean_sd([r["valid"][c] for r in runs]) for c in COLUMNS},
             "test": {c: _mean_sd([r["test"][c] for r in runs]) for c in COLUMNS},

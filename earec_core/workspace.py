@@ -45,6 +45,8 @@ DEFAULTS: dict[str, Any] = {
     "trust_remote_code": False,
     # stage 2 only: put each item's anchor ("Title: …") into its embedding prompt (never into stage 1)
     "embed_anchor": False,
+    # stage 2: hidden-state indices whose last-position states are concatenated into the item embedding
+    "embed_layers": [-1],
 }
 
 

@@ -26,7 +26,9 @@ def test_parse_row():
     assert parse_row("EARec_TB+title=text+behavior@anchor;transductive=true;temperature=0.1") == Row(
         "EARec_TB+title", "text+behavior", True, {"transductive": True, "temperature": 0.1})
     assert parse_row("T=base:text;feature_transform=none").options == {"feature_transform": "none"}
-    for bad in ("no-equals", "=text", "X=text;novalue"):
+    wide = parse_row("W=text;layers=[-1,-2];temperature=0.1")
+    assert wide.layers == (-1, -2) and wide.options == {"temperature": 0.1}
+    for bad in ("no-equals", "=text", "X=text;novalue", "X=text;layers=[1.5]"):
         with pytest.raises(EarecError, match="bad"):
             parse_row(bad)
 
@@ -79,6 +81,21 @@ def test_anchor_embeddings_differ_from_plain_ones(ws):
     plain = load_embeddings(embed(ws, "text", precision="fp32", anchor=False), ws.dataset.catalog.ids)
     titled = load_embeddings(embed(ws, "text", precision="fp32", anchor=True), ws.dataset.catalog.ids)
     assert plain.shape == titled.shape and not torch.allclose(plain, titled)
+
+
+def test_layer_concatenation_widens_and_keeps_the_last_layer(ws):
+    from earec_core.embstore import load_embeddings
+
+    ids = ws.dataset.catalog.ids
+    last = load_embeddings(embed(ws, "text", precision="fp32", anchor=False), ids)
+    out = embed(ws, "text", precision="fp32", anchor=False, layers=(-2, -1))
+    assert out.name == "text@L-2,-1"
+    wide = load_embeddings(out, ids)
+    assert wide.shape == (len(ids), 2 * last.shape[1])
+    assert torch.allclose(wide[:, last.shape[1]:], last, atol=1e-5)  # the -1 block is the last hidden state
+    assert not torch.allclose(wide[:, : last.shape[1]], last)
+    with pytest.raises(EarecError, match="out of range"):
+        embed(ws, "text", precision="fp32", layers=(7,))
 
 
 def test_study_cli_and_bad_input(ws):
