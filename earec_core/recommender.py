@@ -6,6 +6,10 @@ Item indices are 1-based; index 0 is padding.  A user's chronological sequence
 * train: ``s_1..s_{n-2}`` (the recommender trains on next-item targets inside it),
 * valid: history ``s_1..s_{n-2}``, target ``s_{n-1}``,
 * test:  history ``s_1..s_{n-1}``, target ``s_n``.
+
+In the *inductive* (new-item) setting some items are new: they occur only as validation/test
+targets or in test histories, never in ``train``, and a recommender must not learn from them in
+any other way either (no softmax column, no sampled negative): ``SequenceSplits.new_items``.
 """
 
 from __future__ import annotations
@@ -27,12 +31,16 @@ class SequenceSplits:
         train: per user, the training sequence (all but the last two items).
         valid: per user, ``(history, target)`` with history == that user's train sequence.
         test: per user, ``(history, target)`` with history == train sequence + validation item.
+        new_items: items a recommender must not train on (see the module docstring); they are
+            ranked like every other item at evaluation time.
     """
 
     n_items: int
     train: list[list[int]]
     valid: list[tuple[list[int], int]]
     test: list[tuple[list[int], int]]
+    new_items: frozenset[int] = frozenset()
+    """1-based indices of items held out of training (inductive split); empty by default."""
 
     def split(self, name: str) -> list[tuple[list[int], int]]:
         """``valid`` or ``test`` examples. Raises ValueError for any other name."""

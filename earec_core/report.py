@@ -26,6 +26,7 @@ from __future__ import annotations
 import itertools
 import math
 import os
+import shutil
 from collections.abc import Callable
 from pathlib import Path
 
@@ -442,6 +443,11 @@ def make_report(ws, *, item_id: str | None = None, weights: dict[str, float] | N
     for label, g in example["generations"].items():
         text = (g["text"] if g["text"] is not None else "(no input)").replace("|", "\\|")
         md.append(f"| {label} | {text} | {g['rougeL']:.4f} |")
+    study_dir = ws.dir / "study"
+    study_md = (study_dir / "study.md").read_text() if (study_dir / "study.md").is_file() else None
+    if study_md:  # `earec study` ran: its seeds / paired tests / long-tail slices, with its figure
+        md += ["", "## Seeds, paired t-tests and long-tail slices (`earec study`, RUN/study/study.json)", "",
+               study_md.replace("## ", "### ")]
     if notes:
         md += ["", "## Notes", "", *(f"- {n}" for n in notes)]
     markdown = "\n".join(md) + "\n"
@@ -460,6 +466,9 @@ def make_report(ws, *, item_id: str | None = None, weights: dict[str, float] | N
     out = ws.dir / "report"
     with atomic_dir(out) as tmp:
         report["figures"] = draw(tmp)
+        if study_md and (study_dir / "fig_slices.png").is_file():
+            shutil.copyfile(study_dir / "fig_slices.png", tmp / "fig_slices.png")
+            report["figures"].append("fig_slices.png")
         write_json(tmp / "report.json", report)
         write_text(tmp / "report.md", markdown)
     report["markdown"] = markdown

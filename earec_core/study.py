@@ -12,7 +12,8 @@ model and its embeddings are the run's), each result a cached artifact under
 * a paired t-test over users against the baseline row: per-user test NDCG@10, averaged over the
   seeds, ``scipy.stats.ttest_rel``;
 * the same on *slices* of test users by the popularity of their target item (its number of
-  occurrences in the training sequences, ≤ 5 and ≤ 20: the long tail where IDs are weak).
+  occurrences in the training sequences, ≤ 5 and ≤ 20: the long tail where IDs are weak), and,
+  on an inductive split (``--new-items``), by whether the target is a new item.
 
 Nothing is chosen on test: :func:`best_row` picks on mean validation NDCG@10.
 Outputs: ``RUN/study/study.{json,md}`` and ``fig_slices.png``.
@@ -163,6 +164,10 @@ def run_study(ws, rows: Sequence[Row] | None = None, seeds: Sequence[int] = (0, 
     popularity = target_popularity(splits)
     masks = {"all": torch.ones_like(popularity, dtype=torch.bool),
              **{f"target ≤ {k} train interactions": popularity <= k for k in slices}}
+    if splits.new_items:  # inductive split: users whose test target is a new item (no ID model saw it)
+        new = torch.tensor([t in splits.new_items for _, t in splits.test])
+        masks["new-item targets"] = new
+        masks["seen-item targets"] = ~new
 
     notes: list[str] = []
     embeddings: dict = {}

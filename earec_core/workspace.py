@@ -47,6 +47,8 @@ DEFAULTS: dict[str, Any] = {
     "embed_anchor": False,
     # stage 2: hidden-state indices whose last-position states are concatenated into the item embedding
     "embed_layers": [-1],
+    # inductive split: this fraction of the items is held out of every training input (0: off)
+    "new_items": 0.0,
 }
 
 
@@ -120,16 +122,18 @@ class Workspace:
     @functools.cached_property
     def dataset(self) -> Dataset:
         """The dataset, loaded and split; records stats and a manifest under ``RUN/dataset``."""
+        inductive = {"new_items": self["new_items"], "split_seed": self["seed"]} if self["new_items"] else {}
         ds = load_dataset(
             self.settings["dataset"],
             anchor_field=self.settings["anchor_field"],
             k=self.settings["k_core"],
             n_related=self.settings["n_related"],
+            **inductive,
         )
         source = self._dataset_source()
         files = {p.name: file_hash(p) for p in sorted(source.iterdir()) if p.suffix in (".inter", ".item", ".item2index", ".text")}
         cfg = {"source": str(source), "files": files, "k_core": self["k_core"], "n_related": self["n_related"],
-               "anchor_field": self["anchor_field"]}
+               "anchor_field": self["anchor_field"], **inductive}
         manifest = {"stage": "dataset", "config": cfg, "inputs": {}}
         directory = self.dir / "dataset"
         if not is_current(directory, manifest):

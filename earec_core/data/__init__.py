@@ -11,7 +11,7 @@ from ..recommender import SequenceSplits
 from .atomic import read_atomic
 from .catalog import Catalog, Item
 from .paths import resolve_media_path
-from .sequences import Interaction, k_core, leave_one_out, related_items, user_sequences
+from .sequences import Interaction, hold_out_new_items, k_core, leave_one_out, related_items, user_sequences
 
 __all__ = ["Catalog", "Dataset", "Item", "load_dataset", "load_recbole_atomic", "default_dataset_dir", "SHIPPED_DATASETS",
            "resolve_media_path"]
@@ -85,6 +85,8 @@ def load_recbole_atomic(
     text_fields: list[str] | None = None,
     k: int = 5,
     n_related: int = 3,
+    new_items: float = 0.0,
+    split_seed: int = 0,
 ) -> Dataset:
     """Import a RecBole atomic dataset (``NAME.inter`` + ``NAME.item``) and prepare it.
 
@@ -104,6 +106,9 @@ def load_recbole_atomic(
         text_fields: item fields rendered by the text modality (default: all but id and anchor).
         k: k-core threshold (0 disables filtering).
         n_related: related items kept per item.
+        new_items: the inductive setting: this fraction of the items (seeded by ``split_seed``) is
+            held out of training (see :func:`.sequences.hold_out_new_items`); their ids go to
+            ``catalog.unseen`` so alignment never trains on them.
     Raises:
         DataError: for missing/malformed files or data that filters to nothing.
     """
@@ -150,7 +155,8 @@ def load_recbole_atomic(
     catalog = Catalog([it for iid, it in raw_items.items() if iid in surviving])
     users = [u for u, s in seqs.items() if len(s) >= 3]
     index_seqs = [[catalog.index(i) for i in seqs[u]] for u in users]
-    splits = leave_one_out(index_seqs, n_items=len(catalog))
+    splits = hold_out_new_items(leave_one_out(index_seqs, n_items=len(catalog)), new_items, split_seed)
+    catalog.unseen = frozenset(catalog.items[i - 1].id for i in splits.new_items)
     for idx, rel in related_items(splits.train, n_related).items():
         catalog.items[idx - 1].related = [catalog.items[j - 1].id for j in rel]
     stats = {
@@ -161,6 +167,11 @@ def load_recbole_atomic(
         "items": len(catalog),
         "items_without_anchor": sum(1 for it in catalog if not it.anchor),
     }
+    if splits.new_items:
+        stats["new_items"] = len(splits.new_items)
+        stats["test_users_with_new_target"] = sum(1 for _, t in splits.test if t in splits.new_items)
+        stats["train_interactions_removed"] = sum(len(s) for s in index_seqs) - 2 * len(splits.test) - sum(
+            len(s) for s in splits.train)
     return Dataset(name=name, catalog=catalog, users=users, splits=splits, stats=stats, directory=directory)
 
 

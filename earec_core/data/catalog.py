@@ -38,6 +38,8 @@ class Catalog:
         if len(self._by_id) != len(self.items):
             raise DataError("catalog has duplicate item ids")
         self._index = {it.id: i + 1 for i, it in enumerate(self.items)}
+        self.unseen: frozenset[str] = frozenset()
+        """Ids of *new* items (inductive split): never an alignment sample or a training input."""
 
     def __len__(self) -> int:
         return len(self.items)

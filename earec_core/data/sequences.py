@@ -8,6 +8,7 @@ item only for the final evaluation.
 
 from __future__ import annotations
 
+import random
 from collections import Counter, defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -96,3 +97,29 @@ def related_items(train: Sequence[Sequence[int]], n_related: int, window: int = 
                 if j != i and seq[j] != a:
                     counts[a][seq[j]] += 1
     return {a: [b for b, _ in c.most_common(n_related)] for a, c in counts.items()}
+
+
+def hold_out_new_items(splits: SequenceSplits, fraction: float, seed: int) -> SequenceSplits:
+    """The inductive variant of ``splits``: a seeded random ``fraction`` of the items becomes *new*.
+
+    Every occurrence of a new item is removed from the training sequences (so from everything
+    built on them: ID tables, related items, alignment samples); validation and test targets are
+    kept, and so are their histories' later items (a test history may end with a new validation
+    item).  Validation histories are the filtered training sequences, test histories those plus the
+    validation item, as in :func:`leave_one_out`.  Returns splits with ``new_items`` set.
+
+    Raises DataError for a fraction outside [0, 1) or one that leaves no training target.
+    """
+    if not 0 <= fraction < 1:
+        raise DataError(f"new-item fraction must be in [0, 1), got {fraction}")
+    if fraction == 0:
+        return splits
+    items = list(range(1, splits.n_items + 1))
+    random.Random(seed).shuffle(items)
+    new = frozenset(items[: max(1, round(fraction * len(items)))])
+    train = [[i for i in seq if i not in new] for seq in splits.train]
+    if not any(len(seq) >= 2 for seq in train):
+        raise DataError(f"holding out {len(new)} new items leaves no training sequence with a target")
+    valid = [(seq, target) for seq, (_, target) in zip(train, splits.valid)]
+    test = [(seq + [v_target], target) for seq, (_, v_target), (_, target) in zip(train, splits.valid, splits.test)]
+    return SequenceSplits(n_items=splits.n_items, train=train, valid=valid, test=test, new_items=new)

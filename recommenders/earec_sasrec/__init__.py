@@ -220,7 +220,8 @@ class SASRec(Recommender):
             raise DataError("no training targets: every training sequence has fewer than 2 items")
         lit = SASRecLit(self._build(n_items, item_embeddings), opts["lr"], opts["weight_decay"], opts["ks"],
                         loss=opts["loss"], n_negatives=opts["n_negatives"],
-                        item_counts=item_counts(splits.train, n_items) if opts["negatives"] == "popularity" else None)
+                        item_counts=item_counts(splits.train, n_items) if opts["negatives"] == "popularity" else None,
+                        exclude=splits.new_items)
 
         with contextlib.ExitStack() as stack:
             if workdir is None:

@@ -109,6 +109,8 @@ class SASRecLit(L.LightningModule):
             ``n_negatives`` negatives drawn per training step and shared by the batch).
         item_counts: ``(N + 1,)`` item frequencies for popularity sampling with the logQ correction
             (negatives drawn with probability ``q_j = count_j / sum(count)``); ``None``: uniform over ``1..N``.
+        exclude: 1-based items kept out of training (``SequenceSplits.new_items``): masked out of the
+            full softmax and out of the sampled negatives, so they receive no gradient.
     Logs ``train/loss`` and ``val/HR@K`` / ``val/NDCG@K`` for each K in ``ks``; keeps the per-epoch
     validation metrics in ``history``.
     Raises:
@@ -116,7 +118,8 @@ class SASRecLit(L.LightningModule):
     """
 
     def __init__(self, net: SASRecNet, lr: float, weight_decay: float, ks: Sequence[int], *,
-                 loss: str = "full", n_negatives: int = 100, item_counts: torch.Tensor | None = None):
+                 loss: str = "full", n_negatives: int = 100, item_counts: torch.Tensor | None = None,
+                 exclude: Sequence[int] = ()):
         super().__init__()
         if loss not in ("full", "sampled"):
             raise ValueError(f"loss must be 'full' or 'sampled', got {loss!r}")
@@ -137,6 +140,10 @@ class SASRecLit(L.LightningModule):
             probs = counts / counts.sum()
             self.sampling_probs = probs.float()
             self.log_q = probs.log().float()  # -inf for never-seen items: never sampled, never a target
+        self.exclude: torch.Tensor | None = None
+        if exclude:  # new items of an inductive split: no softmax column, never a negative
+            self.exclude = torch.zeros(net.n_items + 1, dtype=torch.bool)
+            self.exclude[torch.tensor(sorted(exclude), dtype=torch.long)] = True
         self.history: list[dict[str, float]] = []
         self._ranks: list[torch.Tensor] = []
 
@@ -152,11 +159,12 @@ class SASRecLit(L.LightningModule):
 
     def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
         inputs, targets = batch
+        exclude = None if self.exclude is None else self.exclude.to(self.device)
         if self.loss_kind == "sampled":
             log_q = None if self.log_q is None else self.log_q.to(self.device)
-            loss = self.net.sampled_loss(inputs, targets, self.sample_negatives(), log_q)
+            loss = self.net.sampled_loss(inputs, targets, self.sample_negatives(), log_q, exclude)
         else:
-            loss = self.net.loss(inputs, targets)
+            loss = self.net.loss(inputs, targets, exclude)
         self.log("train/loss", loss, prog_bar=True, on_step=False, on_epoch=True, batch_size=inputs.shape[0])
         return loss
 

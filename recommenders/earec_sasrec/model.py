@@ -190,20 +190,24 @@ class SASRecNet(nn.Module):
         """Scores ``(B, N + 1)`` of every item for each sequence; column 0 (padding) is meaningless."""
         return self.logits(self.user_vectors(seq), self.item_table())
 
-    def loss(self, inputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    def loss(self, inputs: torch.Tensor, targets: torch.Tensor, exclude: torch.Tensor | None = None) -> torch.Tensor:
         """Full-softmax cross-entropy over real items, averaged over every real target position.
 
         Args:
             inputs: ``(B, L)`` left-padded item sequences.
             targets: ``(B, L)`` next item at each position (``0`` where there is none: ignored).
+            exclude: ``(N + 1,)`` bool, items left out of the softmax (the new items of an inductive
+                split: they get no gradient at all); never a target.
         """
         hidden = self.forward(inputs)
         keep = targets > 0
         logits = self.logits(hidden[keep], self.item_table()[1:])  # (T, N): padding column left out
+        if exclude is not None:
+            logits = logits.masked_fill(exclude[1:][None, :], -torch.inf)
         return F.cross_entropy(logits, targets[keep] - 1)
 
     def sampled_loss(self, inputs: torch.Tensor, targets: torch.Tensor, negatives: torch.Tensor,
-                     log_q: torch.Tensor | None = None) -> torch.Tensor:
+                     log_q: torch.Tensor | None = None, exclude: torch.Tensor | None = None) -> torch.Tensor:
         """Sampled-softmax cross-entropy with negatives shared by the whole batch.
 
         For each real target position with hidden state ``h`` and target ``y``, the softmax runs over
@@ -227,6 +231,7 @@ class SASRecNet(nn.Module):
             targets: ``(B, L)`` next item at each position (``0``: ignored).
             negatives: ``(M,)`` 1-based item indices, sampled with replacement, shared by every position.
             log_q: ``(N + 1,)`` log sampling probability of each item, or ``None`` (uniform sampling).
+            exclude: ``(N + 1,)`` bool, items never used as negatives (as in :meth:`loss`).
         Returns:
             the mean loss over real target positions (a scalar).
         """
@@ -241,6 +246,8 @@ class SASRecNet(nn.Module):
             pos_logits = pos_logits - log_q[positives][:, None]
             neg_logits = neg_logits - log_q[negatives][None, :]
         neg_logits = neg_logits.masked_fill(negatives[None, :] == positives[:, None], -torch.inf)
+        if exclude is not None:
+            neg_logits = neg_logits.masked_fill(exclude[negatives][None, :], -torch.inf)
         logits = torch.cat([pos_logits, neg_logits], dim=1)
         return F.cross_entropy(logits, torch.zeros(len(positives), dtype=torch.long, device=logits.device))
 

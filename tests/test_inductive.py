@@ -1,0 +1,94 @@
+"""The inductive (new-item) split: new items stay out of every training input -- training
+sequences, related items, the ID table, the behaviour encoder and the alignment samples -- and
+remain validation/test targets that a content-based recommender can score."""
+
+from __future__ import annotations
+
+import lightning as L
+import pytest
+import torch
+
+from earec_core.align import alignment_items
+from earec_core.data import load_dataset
+from earec_core.data.sequences import hold_out_new_items, leave_one_out
+from earec_core.errors import DataError
+from earec_core.workspace import Workspace
+from earec_sasrec import SASRec
+from earec_sasrec.model import SASRecNet
+
+REC = {"max_epochs": 2, "hidden_size": 16, "inner_size": 32, "n_heads": 2, "dropout": 0.1, "max_len": 10,
+       "ks": (5, 10), "batch_size": 16}
+
+
+def test_hold_out_new_items_filters_training_only():
+    base = leave_one_out([[1, 2, 3, 4, 5], [2, 3, 6, 1, 4], [5, 6, 1, 2, 3]], n_items=6)
+    split = hold_out_new_items(base, 0.34, seed=0)
+    new = split.new_items
+    assert len(new) == 2
+    for seq in split.train:
+        assert not set(seq) & new
+    for (v_hist, v_t), (t_hist, t_t), (_, old_v), (_, old_t), train in zip(
+            split.valid, split.test, base.valid, base.test, split.train):
+        assert (v_t, t_t) == (old_v, old_t)  # every target kept, new or not
+        assert v_hist == train and t_hist == train + [v_t]
+    assert hold_out_new_items(base, 0.0, seed=0) is base
+    for bad in (-0.1, 1.0):
+        with pytest.raises(DataError, match=r"\[0, 1\)"):
+            hold_out_new_items(base, bad, seed=0)
+
+
+@pytest.fixture(scope="module")
+def inductive(tmp_path_factory, make_dataset):
+    root = tmp_path_factory.mktemp("inductive")
+    return load_dataset(make_dataset(root), k=3, new_items=0.2, split_seed=0)
+
+
+def test_dataset_records_new_items_and_keeps_them_out_of_related_and_alignment(inductive):
+    ds = inductive
+    new_ids = ds.catalog.unseen
+    assert len(new_ids) == ds.stats["new_items"] == len(ds.splits.new_items) > 0
+    assert new_ids == {ds.catalog.items[i - 1].id for i in ds.splits.new_items}
+    assert ds.stats["test_users_with_new_target"] == sum(1 for _, t in ds.splits.test if t in ds.splits.new_items)
+    assert ds.stats["test_users_with_new_target"] > 0
+    for item in ds.catalog:
+        assert not set(item.related) & new_ids, item.id
+    train_ids, held = alignment_items(ds.catalog, 0, 8, None)
+    assert not set(train_ids) & new_ids
+    assert set(train_ids) | set(held) >= {it.id for it in ds.catalog if it.anchor.strip()} - new_ids
+
+
+def test_recommender_never_trains_on_new_items(inductive):
+    """ID rows of new items end training exactly at their initial values: no softmax column, no
+    sequence position, no negative sample ever gives them a gradient."""
+    splits = inductive.splits
+    new = torch.tensor(sorted(splits.new_items))
+    for options in ({}, {"loss": "sampled", "n_negatives": 20}):
+        model = SASRec(**REC, **options)
+        model.fit(splits, seed=3, progress=False)
+        L.seed_everything(3, verbose=False)
+        init = SASRecNet(splits.n_items, **{k: REC[k] for k in ("hidden_size", "n_heads", "dropout", "max_len")},
+                         inner_size=REC["inner_size"])
+        table = model.item_embedding_table()
+        assert torch.equal(table[new], init.item_emb.weight.detach()[new]), options
+        seen = torch.tensor([i for i in range(1, splits.n_items + 1) if i not in splits.new_items])
+        assert not torch.equal(table[seen], init.item_emb.weight.detach()[seen])  # the others did train
+
+
+def test_workspace_new_items_flows_into_dataset_manifest_and_behaviour_encoder(tmp_path, make_dataset):
+    import json
+
+    ws = Workspace(tmp_path / "run", progress=False, dataset=str(make_dataset(tmp_path)), k_core=3, new_items=0.2,
+                   recommender_options={k: v for k, v in REC.items() if k != "ks"} | {"ks": [5, 10]})
+    ds = ws.dataset
+    assert ds.splits.new_items
+    manifest = json.loads((ws.dir / "dataset" / "manifest.json").read_text())
+    assert manifest["config"]["new_items"] == 0.2 and manifest["config"]["split_seed"] == 0
+    behaviour = ws.modality("behavior")  # prepare(): the ID table of an ID SASRec trained without new items
+    table = ws.context.id_item_table()
+    assert table.shape[0] == len(ds.catalog) + 1
+    new_ids = [ds.catalog.items[i - 1].id for i in sorted(ds.splits.new_items)]
+    encoded = behaviour.encode(new_ids)
+    assert encoded.shape[0] == len(new_ids) and torch.isfinite(encoded).all()
+    # the encoder's rows are the ID table's, which never trained on new items (see the test above)
+    rows = torch.tensor(sorted(ds.splits.new_items))
+    assert torch.allclose(encoded.reshape(len(new_ids), -1), table[rows].reshape(len(new_ids), -1))
