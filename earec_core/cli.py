@@ -111,10 +111,13 @@ def workspace_options(fn):
     @click.option("--new-items", type=click.FloatRange(0, 1, max_open=True), default=None,
                   help="Inductive split: hold this fraction of the items out of every training input (ID table, "
                        "behaviour encoder, related items, alignment); they stay validation/test targets (default 0).")
+    @click.option("--train-users", type=click.FloatRange(0, 1, min_open=True), default=None,
+                  help="Sparse-data setting: only this fraction of the users keeps a training sequence; every user "
+                       "is still evaluated (default 1).")
     @click.option("--quiet", is_flag=True, help="No progress bars.")
     @functools.wraps(fn)
     def wrapper(run_dir, dataset, llm, seed, k_core, anchor_field, trust_remote_code, rec_options, emb_rec_options,
-                modality_options, max_length, embed_anchor, embed_layers, new_items, quiet, **kwargs):
+                modality_options, max_length, embed_anchor, embed_layers, new_items, train_users, quiet, **kwargs):
         from .workspace import Workspace
 
         _quiet_libraries()
@@ -134,7 +137,7 @@ def workspace_options(fn):
                        anchor_field=anchor_field,
                        trust_remote_code=trust_remote_code, recommender_options=rec, modality_options=mod,
                        embedding_recommender_options=emb_rec, max_length=max_length, embed_anchor=embed_anchor,
-                       embed_layers=layers, new_items=new_items)
+                       embed_layers=layers, new_items=new_items, train_users=train_users)
         try:
             return fn(ws, **kwargs)
         except BaseException:  # a failed (or interrupted) command leaves run.json as it found it

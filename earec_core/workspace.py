@@ -49,6 +49,8 @@ DEFAULTS: dict[str, Any] = {
     "embed_layers": [-1],
     # inductive split: this fraction of the items is held out of every training input (0: off)
     "new_items": 0.0,
+    # sparse-data setting: only this fraction of the users keeps a training sequence (1: off)
+    "train_users": 1.0,
 }
 
 
@@ -122,7 +124,9 @@ class Workspace:
     @functools.cached_property
     def dataset(self) -> Dataset:
         """The dataset, loaded and split; records stats and a manifest under ``RUN/dataset``."""
-        inductive = {"new_items": self["new_items"], "split_seed": self["seed"]} if self["new_items"] else {}
+        inductive = {k: self[k] for k in ("new_items", "train_users") if self[k] != DEFAULTS[k]}
+        if inductive:
+            inductive["split_seed"] = self["seed"]
         ds = load_dataset(
             self.settings["dataset"],
             anchor_field=self.settings["anchor_field"],

@@ -92,3 +92,27 @@ def test_workspace_new_items_flows_into_dataset_manifest_and_behaviour_encoder(t
     # the encoder's rows are the ID table's, which never trained on new items (see the test above)
     rows = torch.tensor(sorted(ds.splits.new_items))
     assert torch.allclose(encoded.reshape(len(new_ids), -1), table[rows].reshape(len(new_ids), -1))
+
+
+def test_sparse_training_keeps_every_user_evaluated():
+    from earec_core.data.sequences import sparse_training
+
+    base = leave_one_out([[1, 2, 3, 4, 5], [2, 3, 6, 1, 4], [5, 6, 1, 2, 3], [1, 3, 5, 2, 4]], n_items=6)
+    sparse = sparse_training(base, 0.5, seed=1)
+    kept = [u for u, seq in enumerate(sparse.train) if seq]
+    assert len(kept) == 2
+    assert all(sparse.train[u] == base.train[u] for u in kept)
+    assert sparse.valid == base.valid and sparse.test == base.test  # histories and targets untouched
+    assert sparse_training(base, 1.0, seed=0) is base
+    for bad in (0.0, 1.5):
+        with pytest.raises(DataError, match=r"\(0, 1\]"):
+            sparse_training(base, bad, seed=0)
+
+
+def test_sparse_dataset_through_the_workspace(tmp_path, make_dataset):
+    ws = Workspace(tmp_path / "run", progress=False, dataset=str(make_dataset(tmp_path)), k_core=3, train_users=0.25)
+    ds = ws.dataset
+    n = len(ds.splits.test)
+    assert ds.stats["training_users"] == sum(1 for s in ds.splits.train if s) == round(0.25 * n)
+    full = load_dataset(make_dataset(tmp_path / "again"), k=3)
+    assert ds.splits.test == full.splits.test  # every user still evaluated on the same examples

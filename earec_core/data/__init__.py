@@ -11,7 +11,8 @@ from ..recommender import SequenceSplits
 from .atomic import read_atomic
 from .catalog import Catalog, Item
 from .paths import resolve_media_path
-from .sequences import Interaction, hold_out_new_items, k_core, leave_one_out, related_items, user_sequences
+from .sequences import (Interaction, hold_out_new_items, k_core, leave_one_out, related_items, sparse_training,
+                        user_sequences)
 
 __all__ = ["Catalog", "Dataset", "Item", "load_dataset", "load_recbole_atomic", "default_dataset_dir", "SHIPPED_DATASETS",
            "resolve_media_path"]
@@ -86,6 +87,7 @@ def load_recbole_atomic(
     k: int = 5,
     n_related: int = 3,
     new_items: float = 0.0,
+    train_users: float = 1.0,
     split_seed: int = 0,
 ) -> Dataset:
     """Import a RecBole atomic dataset (``NAME.inter`` + ``NAME.item``) and prepare it.
@@ -109,6 +111,8 @@ def load_recbole_atomic(
         new_items: the inductive setting: this fraction of the items (seeded by ``split_seed``) is
             held out of training (see :func:`.sequences.hold_out_new_items`); their ids go to
             ``catalog.unseen`` so alignment never trains on them.
+        train_users: the sparse-data setting: only this fraction of the users (seeded by
+            ``split_seed``) keeps a training sequence (:func:`.sequences.sparse_training`).
     Raises:
         DataError: for missing/malformed files or data that filters to nothing.
     """
@@ -156,6 +160,7 @@ def load_recbole_atomic(
     users = [u for u, s in seqs.items() if len(s) >= 3]
     index_seqs = [[catalog.index(i) for i in seqs[u]] for u in users]
     splits = hold_out_new_items(leave_one_out(index_seqs, n_items=len(catalog)), new_items, split_seed)
+    splits = sparse_training(splits, train_users, split_seed)
     catalog.unseen = frozenset(catalog.items[i - 1].id for i in splits.new_items)
     for idx, rel in related_items(splits.train, n_related).items():
         catalog.items[idx - 1].related = [catalog.items[j - 1].id for j in rel]
@@ -167,6 +172,8 @@ def load_recbole_atomic(
         "items": len(catalog),
         "items_without_anchor": sum(1 for it in catalog if not it.anchor),
     }
+    if train_users < 1:
+        stats["training_users"] = sum(1 for seq in splits.train if seq)
     if splits.new_items:
         stats["new_items"] = len(splits.new_items)
         stats["test_users_with_new_target"] = sum(1 for _, t in splits.test if t in splits.new_items)

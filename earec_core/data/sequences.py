@@ -123,3 +123,25 @@ def hold_out_new_items(splits: SequenceSplits, fraction: float, seed: int) -> Se
     valid = [(seq, target) for seq, (_, target) in zip(train, splits.valid)]
     test = [(seq + [v_target], target) for seq, (_, v_target), (_, target) in zip(train, splits.valid, splits.test)]
     return SequenceSplits(n_items=splits.n_items, train=train, valid=valid, test=test, new_items=new)
+
+
+def sparse_training(splits: SequenceSplits, fraction: float, seed: int) -> SequenceSplits:
+    """The sparse-data variant of ``splits``: only a seeded random ``fraction`` of the users keep
+    their training sequence (the others' become empty: no training target, no related-item pair, no
+    ID-table update).  Validation and test examples, histories included, are unchanged, so every
+    user is still evaluated -- on a model trained on ``fraction`` of the users.
+
+    Raises DataError for a fraction outside (0, 1] or one that keeps no training target.
+    """
+    if not 0 < fraction <= 1:
+        raise DataError(f"training-user fraction must be in (0, 1], got {fraction}")
+    if fraction == 1:
+        return splits
+    users = list(range(len(splits.train)))
+    random.Random(seed).shuffle(users)
+    keep = set(users[: max(1, round(fraction * len(users)))])
+    train = [seq if u in keep else [] for u, seq in enumerate(splits.train)]
+    if not any(len(seq) >= 2 for seq in train):
+        raise DataError(f"keeping {len(keep)} training users leaves no training sequence with a target")
+    return SequenceSplits(n_items=splits.n_items, train=train, valid=splits.valid, test=splits.test,
+                          new_items=splits.new_items)

@@ -104,8 +104,9 @@ def load_unisrec(directory: str | Path, name: str | None = None, *, n_related: i
 
     Raises DataError: missing/malformed files, an item index not in ``item2index``, no usable user.
     """
-    if _ignored.get("new_items"):
-        raise DataError(f"{directory}: --new-items is not supported for the UniSRec layout (its splits are given)")
+    if _ignored.get("new_items") or _ignored.get("train_users", 1.0) < 1:
+        raise DataError(f"{directory}: --new-items/--train-users are not supported for the UniSRec layout "
+                        "(its splits are given)")
     from . import Dataset
 
     directory = Path(directory)
