@@ -46,28 +46,51 @@ def rouge_l(predictions: dict[str, str], anchors: dict[str, str]) -> dict[str, f
 
 
 def explain(ws, sources: dict[str, str], *, holdout: int = 32, max_items: int | None = None,
-            max_new_tokens: int = 24, n_examples: int = 5) -> dict:
+            max_new_tokens: int = 24, n_examples: int = 5, train_items: int = 0) -> dict:
     """Score every ``{label: source}`` (sources as in :func:`earec_core.model.resolve`) on the
-    held-out items; writes ``RUN/explain/report.{json,md}`` and returns the report dict."""
+    held-out items; writes ``RUN/explain/report.{json,md}`` and returns the report dict.
+
+    ``train_items`` > 0 also scores that many *alignment* items (ones the adapters trained on;
+    ``rougeL_train``): a model that fails there has not learned the task at all, one that only fails
+    on held-out items does not generalise.  The report lists, per source, its best held-out
+    generations (the titles it gets right).
+    """
     catalog = ws.dataset.catalog
-    _, held = alignment_items(catalog, ws["seed"], holdout, None)
+    trained, held = alignment_items(catalog, ws["seed"], holdout, None)
     if max_items is not None:
         held = held[:max_items]
-    anchors = {iid: catalog[iid].anchor for iid in held}
-    report: dict = {"items": held, "rougeL": {}, "generations": {}}
+    trained = trained[:train_items]
+    anchors = {iid: catalog[iid].anchor for iid in [*held, *trained]}
+    report: dict = {"items": held, "train_items": trained, "rougeL": {}, "rougeL_train": {}, "generations": {},
+                    "generations_train": {}}
     for label, source in sources.items():
         aligned = load_aligned(ws, source, seed=ws["seed"])
-        gens = generate(aligned, ws.builder(aligned.modalities), catalog, held, max_new_tokens=max_new_tokens)
-        scores = rouge_l(gens, anchors)
+        builder = ws.builder(aligned.modalities)
+        gens = generate(aligned, builder, catalog, held, max_new_tokens=max_new_tokens)
+        scores = rouge_l(gens, {i: anchors[i] for i in held})
         report["rougeL"][label] = sum(scores.values()) / max(1, len(scores))
         report["generations"][label] = gens
-    lines = ["| source | ROUGE-L (F1) |", "|---|---|"]
-    lines += [f"| {k} | {v:.4f} |" for k, v in report["rougeL"].items()]
+        if trained:
+            gens_t = generate(aligned, builder, catalog, trained, max_new_tokens=max_new_tokens)
+            scores_t = rouge_l(gens_t, {i: anchors[i] for i in trained})
+            report["rougeL_train"][label] = sum(scores_t.values()) / max(1, len(scores_t))
+            report["generations_train"][label] = gens_t
+    both = bool(trained)
+    lines = ["| source | ROUGE-L (F1, held-out items) |" + (" ROUGE-L (F1, alignment items) |" if both else ""),
+             "|---|---|" + ("---|" if both else "")]
+    lines += [f"| {k} | {v:.4f} |" + (f" {report['rougeL_train'][k]:.4f} |" if both else "")
+              for k, v in report["rougeL"].items()]
     lines += ["", "Examples (anchor → generation per source):", ""]
     for iid in held[:n_examples]:
         lines.append(f"- **{anchors[iid]}**")
         for label in sources:
             lines.append(f"  - {label}: {report['generations'][label].get(iid, '(no input)')!r}")
+    lines += ["", "Best held-out generations per source (ROUGE-L ≥ 0.5 shown):", ""]
+    scorer_best = {label: rouge_l(report["generations"][label], {i: anchors[i] for i in held}) for label in sources}
+    for label in sources:
+        good = sorted(((v, i) for i, v in scorer_best[label].items() if v >= 0.5), reverse=True)[:3]
+        shown = "; ".join(f"{anchors[i]!r} → {report['generations'][label][i]!r} ({v:.2f})" for v, i in good)
+        lines.append(f"- {label}: {shown or 'none'}")
     report["markdown"] = "\n".join(lines)
     write_json(ws.dir / "explain" / "report.json", report)
     write_text(ws.dir / "explain" / "report.md", report["markdown"] + "\n")

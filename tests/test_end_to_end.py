@@ -44,6 +44,8 @@ def test_run_writes_the_results_table(finished_run):
         "text (before alignment)", "text (aligned alone)", "behavior (before alignment)",
         "behavior (aligned alone)", "text+behavior (composed)",
     }
+    assert set(results["rougeL_train"]) == set(results["rougeL"])  # also scored on items aligned on
+    assert all(0 <= v <= 1 for v in results["rougeL_train"].values())
     assert "EARec_TB" in (run_dir / "results.md").read_text() and "EARec_TB" in output
 
 

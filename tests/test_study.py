@@ -108,3 +108,24 @@ def test_study_cli_and_bad_input(ws):
     bad = CliRunner().invoke(cli, ["study", "--run-dir", str(ws.dir), "--quiet", "--seeds", "0",
                                    "--row", "ID=ids", "--baseline", "nope"])
     assert bad.exit_code != 0 and "baseline 'nope'" in bad.output
+
+
+def test_identical_prompts_are_counted_and_the_anchor_separates_them(ws, caplog):
+    from earec_core.data import Catalog, Item
+    from earec_core.embed import prompt_collisions
+
+    modalities = {"text": ws.modality("text")}
+    shared = Catalog([Item("a", "Alpha", {"genre": "Drama"}), Item("b", "Beta", {"genre": "Drama"}),
+                      Item("c", "Gamma", {"genre": "Drama"}), Item("d", "Delta", {"genre": "Comedy"})])
+    ids = shared.ids
+    plain = prompt_collisions(ws.builder(modalities), shared, ids)
+    assert plain == {"items": 4, "distinct_prompts": 2, "items_with_shared_prompt": 3}
+    titled = prompt_collisions(ws.builder(modalities, anchor_in_prompt=True), shared, ids)
+    assert titled == {"items": 4, "distinct_prompts": 4, "items_with_shared_prompt": 0}
+    # the run's own embeddings record theirs (the toy catalog's years make every prompt distinct)
+    info = json.loads((ws.dir / "embeddings" / "text" / "info.json").read_text())
+    n = len(ws.dataset.catalog)
+    assert info["prompts"] == {"items": n, "distinct_prompts": n, "items_with_shared_prompt": 0}
+    with caplog.at_level("WARNING", logger="earec_core.embed"):
+        embed(ws, "text", precision="fp32", anchor=False, force=True)
+    assert not any("share their stage-2 prompt" in r.message for r in caplog.records)
