@@ -44,7 +44,7 @@ class RunConfig:
     explain_items: int = 32
     explain_train_items: int = 16  # also score ROUGE-L on items the adapters trained on
     embed_batch_size: int = 16
-    embed_precision: str = "bf16"
+    embed_precision: str = "auto"  # bf16 on a GPU, fp32 on CPU (see embed.resolve_embed_precision)
 
 
 class StageTimer:

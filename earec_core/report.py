@@ -231,7 +231,7 @@ def _metrics_table(rows: list[dict], best: str | None = None) -> list[str]:
 
 def make_report(ws, *, item_id: str | None = None, weights: dict[str, float] | None = None,
                 explain_items: int = 32, holdout: int = 32, max_new_tokens: int = 24,
-                text_encoder: str | Path | None = None, embed_precision: str = "bf16",
+                text_encoder: str | Path | None = None, embed_precision: str = "auto",
                 log: Callable[[str], None] | None = None) -> dict:
     """Build every table and figure for ``ws`` and write ``RUN/report``; returns report.json's dict
     (plus ``markdown``).

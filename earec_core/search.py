@@ -102,7 +102,7 @@ def _rel(ws, path: Path) -> str:
 def search_weights(ws, modalities: Sequence[str] | None = None, *, step: float = 0.25,
                    criteria: Sequence[str] = CRITERIA, select: str | None = None, mode: str = "param",
                    items: int = 32, holdout: int = 32, max_new_tokens: int = 24,
-                   rec_options: dict | None = None, embed_batch_size: int = 16, precision: str = "bf16",
+                   rec_options: dict | None = None, embed_batch_size: int = 16, precision: str = "auto",
                    force: bool = False, log: Callable[[str], None] | None = None,
                    candidates: Sequence[dict[str, float]] | None = None) -> dict:
     """Run (or reuse) the λ sweep and return the sweep dict also saved to ``RUN/search/sweep.json``.
