@@ -13,8 +13,8 @@ from .artifacts import write_json, write_text
 from .compose import compose, normalise_weights
 from .embed import embed
 from .explain import explain
-from .search import default_candidates, search_weights, sweep_markdown
 from .recommend import id_baseline, on_embeddings
+from .search import default_candidates, search_weights, sweep_markdown
 
 METRIC_COLUMNS = ("HR@10", "NDCG@10", "HR@50", "NDCG@50")
 
@@ -95,9 +95,12 @@ def run_all(ws, cfg: RunConfig, console: Console | None = None) -> dict:
     stage = StageTimer(console)
     ds = stage("dataset", lambda: ws.dataset)
     console.print(ds.stats)
-    fixed = cfg.weights is not None or len(cfg.modalities) < 2
-    lambdas = (normalise_weights({m: (cfg.weights or {}).get(m, 0.0 if cfg.weights else 1.0) for m in cfg.modalities}, cfg.mode)
-               if fixed else None)
+    if cfg.weights is not None:
+        lambdas = normalise_weights({m: cfg.weights.get(m, 0.0) for m in cfg.modalities}, cfg.mode)
+    elif len(cfg.modalities) < 2:
+        lambdas = normalise_weights({m: 1.0 for m in cfg.modalities}, cfg.mode)
+    else:
+        lambdas = None  # chosen on validation below
 
     models: dict = {}
     base = stage("ID SASRec (baseline + behaviour encoder)", id_baseline, ws.context, ws["recommender"])

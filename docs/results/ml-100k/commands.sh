@@ -11,11 +11,10 @@ RUN=runs/ml-100k
 OMP_NUM_THREADS=1 .venv/bin/earec study --run-dir $RUN --seeds 0,1,2 \
     --row "ID SASRec=ids" --row "SASRec_T=minilm" --row "EARec_T+title=text@anchor" &
 OMP_NUM_THREADS=1 .venv/bin/earec study --run-dir $RUN --seeds 0,1,2 \
-    --row "EARec_T=text" --row "EARec_TB=text+behavior" --row "EARec_TB+title=text+behavior@anchor" \
-    --row "EARec_TB-trans=text+behavior;transductive=true" --row "EARec_TB-noalign=base:text,behavior" &
+    --row "EARec_T=text" --row "EARec_TB=text+behavior" \
+    --row "EARec_TB-trans=text+behavior;transductive=true" &
 wait
 .venv/bin/earec study --run-dir $RUN --seeds 0,1,2 \
     --row "ID SASRec=ids" --row "SASRec_T=minilm" --row "EARec_T=text" --row "EARec_T+title=text@anchor" \
-    --row "EARec_TB=text+behavior" --row "EARec_TB+title=text+behavior@anchor" \
-    --row "EARec_TB-trans=text+behavior;transductive=true" --row "EARec_TB-noalign=base:text,behavior"
+    --row "EARec_TB=text+behavior" --row "EARec_TB-trans=text+behavior;transductive=true"
 cp $RUN/results.md $RUN/search/sweep.md $RUN/study/study.md $RUN/study/fig_slices.png docs/results/ml-100k/
