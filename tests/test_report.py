@@ -143,3 +143,14 @@ def test_report_errors_are_one_line(reported_run, tmp_path):
     assert r.exit_code != 0 and "not in the run's catalog" in r.output and "Traceback" not in r.output
     r = CliRunner().invoke(cli, ["report", "--run-dir", str(tmp_path / "empty"), "--dataset", str(FIXTURE), "--quiet"])
     assert r.exit_code != 0 and "nothing aligned" in r.output
+
+
+def test_report_includes_the_study_when_there_is_one(reported_run):
+    run_dir, _ = reported_run
+    run_cli("study", "--run-dir", run_dir, "--quiet", "--seeds", "0,1", "--row", "ID SASRec=ids", "--row", "EARec_T=text")
+    run_cli("report", "--run-dir", run_dir, *REPORT_ARGS)
+    out = run_dir / "report"
+    md = (out / "report.md").read_text()
+    assert "Seeds, paired t-tests and long-tail slices" in md and "target ≤ 5 train interactions" in md
+    assert (out / "fig_slices.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "fig_slices.png" in json.loads((out / "report.json").read_text())["figures"]
