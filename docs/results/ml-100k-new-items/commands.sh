@@ -7,6 +7,6 @@ set -euo pipefail
 cd "$(dirname "$0")/../../.."
 RUN=runs/ml-100k-new
 .venv/bin/earec run --run-dir $RUN --new-items 0.2 --modalities text
-.venv/bin/earec study --run-dir $RUN --seeds 0,1,2 \
+.venv/bin/earec study --run-dir $RUN --seeds 0,1 \
     --row "ID SASRec=ids" --row "SASRec_T=minilm" --row "EARec_T+title=text@anchor"
 cp $RUN/results.md $RUN/study/study.md $RUN/study/fig_slices.png docs/results/ml-100k-new-items/
