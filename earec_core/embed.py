@@ -20,6 +20,7 @@ import inspect
 import json
 import logging
 import shutil
+from collections import Counter
 from dataclasses import replace
 from pathlib import Path
 
@@ -146,10 +147,7 @@ def prompt_collisions(builder, catalog, item_ids: list[str]) -> dict[str, int]:
     "items_with_shared_prompt"}``.  MovieLens-100k's text modality (year + genres, the title being
     the anchor) gives 647 distinct prompts for 1,349 items; ``--embed-anchor`` separates them."""
     samples, _ = build_samples(builder, catalog, item_ids, with_answer=False, with_related=False)
-    keys = [(tuple(s.input_ids), tuple(slot.item_id for slot in s.slots)) for s in samples]
-    counts: dict = {}
-    for k in keys:
-        counts[k] = counts.get(k, 0) + 1
+    counts = Counter((tuple(s.input_ids), tuple(slot.item_id for slot in s.slots)) for s in samples)
     return {"items": len(item_ids), "distinct_prompts": len(counts),
             "items_with_shared_prompt": sum(n for n in counts.values() if n > 1)}
 

@@ -194,19 +194,28 @@ def ndcg_at(ranks: torch.Tensor, k: int = 10) -> torch.Tensor:
     return torch.where(r < k, 1.0 / torch.log2(r + 2.0), torch.zeros_like(r))
 
 
-def paired_ttest(a: torch.Tensor, b: torch.Tensor) -> dict:
-    """Paired t-test of per-user NDCG@10 (``a`` vs ``b``, same users in the same order)."""
+def ttest_rel(x, y) -> tuple[float, float] | None:
+    """``(t, p)`` of ``scipy.stats.ttest_rel`` on paired per-user values ``x``, ``y`` (same users, same
+    order), or ``None`` when the differences are constant (the t statistic is undefined)."""
     from scipy import stats
 
+    if (x - y).std() == 0:
+        return None
+    res = stats.ttest_rel(x, y)
+    return float(res.statistic), float(res.pvalue)
+
+
+def paired_ttest(a: torch.Tensor, b: torch.Tensor) -> dict:
+    """Paired t-test of per-user NDCG@10 (``a`` vs ``b``: per-user ranks, same users in the same order)."""
     x, y = ndcg_at(a).numpy(), ndcg_at(b).numpy()
     if len(x) != len(y):
         raise EarecError(f"paired test over different user sets ({len(x)} vs {len(y)})")
     out = {"n_users": int(len(x)), "mean_a": float(x.mean()), "mean_b": float(y.mean())}
-    if (x - y).std() == 0:  # identical or constant differences: the t statistic is undefined
+    tp = ttest_rel(x, y)
+    if tp is None:
         out.update(t=None, p=None, note="per-user differences are constant; t-test undefined")
         return out
-    res = stats.ttest_rel(x, y)
-    out.update(t=float(res.statistic), p=float(res.pvalue))
+    out.update(t=tp[0], p=tp[1])
     return out
 
 

@@ -15,12 +15,13 @@ model and its embeddings are the run's), each result a cached artifact under
   occurrences in the training sequences, ≤ 5 and ≤ 20: the long tail where IDs are weak), and,
   on an inductive split (``--new-items``), by whether the target is a new item.
 
-Nothing is chosen on test: :func:`best_row` picks on mean validation NDCG@10.
+Nothing is chosen on test: the best EARec row is picked on mean validation NDCG@10.
 Outputs: ``RUN/study/study.{json,md}`` and ``fig_slices.png``.
 """
 
 from __future__ import annotations
 
+import json
 import math
 import statistics
 from collections.abc import Callable, Sequence
@@ -32,9 +33,8 @@ import torch
 from .artifacts import write_bytes, write_json, write_text
 from .embed import embed
 from .errors import EarecError
-from .metrics import metrics_from_ranks
 from .recommend import id_baseline, on_embeddings, seed_label
-from .report import ndcg_at, paired_ttest, sentence_embeddings
+from .report import ndcg_at, sentence_embeddings, ttest_rel
 
 STUDY_DIR = "study"
 DEFAULT_SLICES = (5, 20)
@@ -69,8 +69,6 @@ def parse_row(spec: str) -> Row:
 
     Raises EarecError for a spec without ``=`` or an option without ``=``.
     """
-    import json
-
     label, sep, rest = spec.partition("=")
     if not sep or not label.strip() or not rest.strip():
         raise EarecError(f"bad --row {spec!r}: expected LABEL=SOURCE[@anchor][;KEY=VALUE...], "
@@ -230,15 +228,11 @@ def _folder(ws, row: Row) -> str:
 
 
 def _ttest(a: torch.Tensor, b: torch.Tensor) -> dict:
-    """:func:`earec_core.report.paired_ttest` on per-user NDCG values (not ranks)."""
-    from scipy import stats
-
+    """:func:`earec_core.report.ttest_rel` on per-user NDCG values of a row (``a``) and the baseline (``b``)."""
     x, y = a.numpy(), b.numpy()
-    out = {"mean_row": float(x.mean()), "mean_baseline": float(y.mean()), "diff": float(x.mean() - y.mean())}
-    if len(x) < 2 or (x - y).std() == 0:
-        return {**out, "t": None, "p": None}
-    res = stats.ttest_rel(x, y)
-    return {**out, "t": float(res.statistic), "p": float(res.pvalue)}
+    tp = ttest_rel(x, y) if len(x) > 1 else None
+    return {"mean_row": float(x.mean()), "mean_baseline": float(y.mean()), "diff": float(x.mean() - y.mean()),
+            "t": tp and tp[0], "p": tp and tp[1]}
 
 
 def _pm(cell: dict, digits: int = 4) -> str:
