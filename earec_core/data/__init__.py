@@ -159,8 +159,8 @@ def load_recbole_atomic(
     catalog = Catalog([it for iid, it in raw_items.items() if iid in surviving])
     users = [u for u, s in seqs.items() if len(s) >= 3]
     index_seqs = [[catalog.index(i) for i in seqs[u]] for u in users]
-    splits = hold_out_new_items(leave_one_out(index_seqs, n_items=len(catalog)), new_items, split_seed)
-    splits = sparse_training(splits, train_users, split_seed)
+    inductive = hold_out_new_items(leave_one_out(index_seqs, n_items=len(catalog)), new_items, split_seed)
+    splits = sparse_training(inductive, train_users, split_seed)
     catalog.unseen = frozenset(catalog.items[i - 1].id for i in splits.new_items)
     for idx, rel in related_items(splits.train, n_related).items():
         catalog.items[idx - 1].related = [catalog.items[j - 1].id for j in rel]
@@ -177,8 +177,9 @@ def load_recbole_atomic(
     if splits.new_items:
         stats["new_items"] = len(splits.new_items)
         stats["test_users_with_new_target"] = sum(1 for _, t in splits.test if t in splits.new_items)
+        # counted before --train-users drops whole users, so it is the new items' share alone
         stats["train_interactions_removed"] = sum(len(s) for s in index_seqs) - 2 * len(splits.test) - sum(
-            len(s) for s in splits.train)
+            len(s) for s in inductive.train)
     return Dataset(name=name, catalog=catalog, users=users, splits=splits, stats=stats, directory=directory)
 
 
