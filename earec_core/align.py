@@ -7,7 +7,8 @@ or written, so modalities can be aligned in parallel or added later.
 
 Outputs (``RUN/adapters/MODALITY/``): ``adapter_model.safetensors`` + ``adapter_config.json``
 (peft's own format, loadable with ``PeftModel.from_pretrained``), ``projector.safetensors``,
-``modality.json`` (dimensions, options, training log) and ``manifest.json``.
+``modality.json`` (dimensions, options, training log, the source dataset(s)), a model card
+``README.md`` and ``manifest.json``.
 
 Multi-device (:class:`DeviceConfig`): the same code runs under Lightning's own strategies
 (``ddp``, ``fsdp``).  With ``devices > 1`` Lightning's launcher re-runs the command line once per
@@ -22,6 +23,7 @@ import math
 import os
 import random
 import time
+from collections import Counter
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 
@@ -31,9 +33,10 @@ from safetensors.torch import save_file
 from torch import nn
 from torch.utils.data import DataLoader
 
-from .aligned import base_fingerprint
-from .artifacts import atomic_dir, is_current, manifest_of, write_json
+from .aligned import CARD, base_fingerprint, model_card
+from .artifacts import atomic_dir, is_current, manifest_of, read_json, write_json, write_text
 from .backbone import decoder_and_head
+from .data.subset import SUBSET_FILE, source_part
 from .modality import Modality
 from .prompt import IGNORE_INDEX, Batch, PromptError, Sample, collate, splice
 
@@ -216,6 +219,24 @@ def build_samples(builder, catalog, item_ids, *, with_answer: bool, with_related
             reason = str(exc).split(":", 1)[-1].strip().split(";")[0][:60]
             skipped[reason] = skipped.get(reason, 0) + 1
     return samples, skipped
+
+
+def source_record(ws, samples: list[Sample]) -> dict:
+    """What ``modality.json`` records about the data a modality was aligned on: the dataset's
+    identity (name, folder, sizes, fingerprint) and the number of samples; for a source made by
+    ``earec make-source``, its parts (each mixed dataset, and the target whose items were removed)
+    with the samples drawn from each."""
+    record = {**ws.dataset_identity, "samples": len(samples)}
+    directory = ws.dataset.directory
+    subset = directory / SUBSET_FILE if directory is not None else None
+    if subset is not None and subset.is_file():
+        info = read_json(subset)
+        names = [p["name"] for p in info.get("parts", [])]
+        drawn = Counter(source_part(s.item_id, names) for s in samples) if info.get("mixed") else {}
+        record["parts"] = [{**p, "samples": drawn.get(p["name"], len(samples) if not info.get("mixed") else 0)}
+                           for p in info.get("parts", [])]
+        record["without_items_of"] = info.get("target")
+    return record
 
 
 def resolve_precision(precision: str) -> str:
@@ -413,7 +434,10 @@ def align(ws, modality_name: str, cfg: AlignConfig | None = None, *, force: bool
                 "options": modality.options,
                 "align": cfg.as_dict(),
                 "train_log": log,
+                "transferable": modality.transferable,
+                "sources": [source_record(ws, samples)],
             })
+            write_text(tmp / CARD, model_card(read_json(tmp / "modality.json")))
     if trainer.world_size > 1:
         trainer.strategy.barrier("earec-align-written")  # no rank returns before the artifact exists
         _close_group(had_group)

@@ -85,26 +85,26 @@ def read_modality_meta(adapter_dir: Path) -> dict:
     return read_json(path)
 
 
-def load_projector(adapter_dir: Path, modality: Modality, d_llm: int) -> nn.Module | None:
-    """The trained projector of ``modality`` (``None`` for text-like modalities).
+def load_projector(path: Path, meta: dict, modality: Modality, d_llm: int) -> nn.Module | None:
+    """The trained projector of ``modality`` from ``path`` (a ``projector.safetensors``), checked
+    against ``meta`` (its ``modality.json``); ``None`` for text-like modalities.
 
     Raises:
         ArtifactError: the adapter was trained for another LLM width or encoder width, or the
             projector file is missing or does not fit the modality's projector.
     """
-    meta = read_modality_meta(adapter_dir)
+    path = Path(path)
     if meta["hidden_size"] != d_llm:
         raise ArtifactError(
-            f"{adapter_dir}: aligned for an LLM of hidden size {meta['hidden_size']}, this backbone has {d_llm}; "
+            f"{path.parent}: aligned for an LLM of hidden size {meta['hidden_size']}, this backbone has {d_llm}; "
             "re-align it on this backbone"
         )
     if modality.placeholder is None:
         return None
     if meta["feature_dim"] != modality.feature_dim:
         raise ArtifactError(
-            f"{adapter_dir}: projector expects encoder width {meta['feature_dim']}, the encoder gives {modality.feature_dim}"
+            f"{path.parent}: projector expects encoder width {meta['feature_dim']}, the encoder gives {modality.feature_dim}"
         )
-    path = Path(adapter_dir) / "projector.safetensors"
     if not path.is_file():
         raise ArtifactError(f"projector missing: {path}")
     projector = modality.build_projector(modality.feature_dim, d_llm)
@@ -113,3 +113,90 @@ def load_projector(adapter_dir: Path, modality: Modality, d_llm: int) -> nn.Modu
     except RuntimeError as exc:
         raise ArtifactError(f"{path} does not fit {modality.name!r}'s projector: {exc}") from None
     return projector.eval()
+
+CARD = "README.md"
+
+
+def check_transfer(folder: Path, meta: dict, modality: Modality, dataset: dict) -> None:
+    """Refuse to apply an aligned ``modality`` from ``folder`` to a dataset it cannot transfer to.
+
+    A transferable modality (text, a pretrained image encoder) may be used on any dataset.  One
+    whose encoder is fitted to a dataset's item ids (``Modality.transferable = False``, e.g.
+    behaviour) only fits the dataset it was aligned on: ``meta["sources"]`` must hold ``dataset``'s
+    fingerprint (see ``Workspace.dataset_identity``).
+
+    Raises:
+        ArtifactError: naming the modality, where it was aligned, and what to do instead.
+    """
+    if modality.transferable:
+        return
+    sources = meta.get("sources") or []
+    if any(s.get("fingerprint") == dataset.get("fingerprint") for s in sources):
+        return
+    where = ", ".join(s.get("name", "?") for s in sources) or "an unrecorded dataset"
+    raise ArtifactError(
+        f"{folder}: modality {modality.name!r} was aligned on {where}, not on this run's dataset "
+        f"{dataset.get('name')!r}; its encoder is fitted to that dataset's item ids and does not transfer. "
+        f"Align it here (`earec align --modality {modality.name}`) and compose it with the transferred "
+        "adapters (`earec compose --adapter MODALITY=PATH`)")
+
+
+def model_card(meta: dict) -> str:
+    """The ``README.md`` of an aligned-model folder (a modality's ``modality.json`` or a
+    composition's ``composition.json`` as ``meta``), laid out like a Hugging Face model card:
+    YAML front matter for the hub's tools, then what it is, its sources, recipe and metrics, and
+    how to load it with stock peft."""
+    composed = "weights" in meta
+    base = Path(str(meta.get("base_model") or "")).name or "unknown"
+    modalities = meta.get("modalities") or [meta.get("modality")]
+    lines = ["---", "library_name: peft", f"base_model: {base}",
+             "tags: [earec, lora, recommendation, " + ", ".join(modalities) + "]", "---", ""]
+    if composed:
+        lines += [f"# EARec composition `{meta.get('name')}`", "",
+                  "Stage 2 of EARec: per-modality LoRA adapters merged with weights λ (eq. 4 of the paper, "
+                  f"mode `{meta.get('mode')}`); projectors of slot modalities in `projectors/`.", "",
+                  "| modality | λ | aligned on |", "|---|---|---|"]
+        for m in modalities:
+            src = ", ".join(s.get("name", "?") for s in (meta.get("modality_meta", {}).get(m, {}).get("sources") or []))
+            lines.append(f"| {m} | {meta['weights'][m]:.3g} | {src or 'unrecorded'} |")
+        lines.append("")
+    else:
+        align = meta.get("align") or {}
+        log = meta.get("train_log") or {}
+        loss = log.get("loss") or []
+        lines += [f"# EARec aligned modality `{meta.get('modality')}`", "",
+                  "Stage 1 of EARec: a LoRA adapter (and, for slot modalities, a projector in "
+                  "`projector.safetensors`) trained alone to generate the item's anchor (title) from a prompt "
+                  "holding this modality (eq. 3 of the paper).", "",
+                  f"- transferable to other datasets: {'yes' if meta.get('transferable', True) else 'no (align it again on each target)'}",
+                  f"- placeholder: `{meta.get('placeholder')}`, encoder width: {meta.get('feature_dim')}, "
+                  f"LLM width: {meta.get('hidden_size')}",
+                  "", "## Sources", "", "| dataset | items | interactions | alignment samples |", "|---|---|---|---|"]
+        for s in meta.get("sources") or []:
+            lines.append(f"| {s.get('name')} | {s.get('items')} | {s.get('interactions')} | {s.get('samples')} |")
+            for part in s.get("parts") or []:
+                lines.append(f"| ↳ {part.get('name')} | {part.get('items')} | {part.get('interactions')} | "
+                             f"{part.get('samples')} |")
+            if s.get("without_items_of"):
+                lines += ["", f"Items whose title names an item of `{s['without_items_of']}` were removed from the "
+                          "sources before alignment (a clean transfer test)."]
+        lines += ["", "## Recipe", "",
+                  f"LoRA r={align.get('lora_rank')}, alpha={align.get('lora_alpha')}, dropout={align.get('lora_dropout')}, "
+                  f"lr={align.get('lora_lr')}; projector lr={align.get('projector_lr')} "
+                  f"(pre-training {align.get('projector_pretrain_epochs')} epoch(s) at {align.get('projector_pretrain_lr')}); "
+                  f"{align.get('epochs')} epoch(s), batch {align.get('batch_size')}, "
+                  f"at most {align.get('max_items')} items per source.", ""]
+        if loss:
+            k = max(1, len(loss) // 5)
+            lines += ["## Training", "",
+                      f"{len(loss)} steps, {log.get('seconds', 0):.0f} s; anchor loss {sum(loss[:k]) / k:.3f} "
+                      f"(first {k} steps) -> {sum(loss[-k:]) / k:.3f} (last {k})", ""]
+    if meta.get("metrics"):
+        lines += ["## Metrics", "", *(f"- {k}: {v}" for k, v in meta["metrics"].items()), ""]
+    lines += ["## Load", "", "```python", "from peft import PeftModel",
+              "from transformers import AutoModelForCausalLM", "",
+              f"base = AutoModelForCausalLM.from_pretrained(BASE_MODEL_DIR)  # {base}",
+              "model = PeftModel.from_pretrained(base, THIS_FOLDER)", "```", "",
+              "or with EARec on any dataset: `earec embed THIS_FOLDER --dataset D`"
+              + ("" if meta.get("transferable", True) else " (only the dataset it was aligned on)") + ".", ""]
+    return "\n".join(lines)

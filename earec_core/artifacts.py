@@ -60,12 +60,22 @@ def file_hash(path: Path) -> str:
 
 
 def manifest_of(directory: Path, stage: str, config: dict, inputs: dict[str, Path]) -> dict:
-    """The manifest a stage *would* write: its config and the hashes of its inputs' manifests."""
+    """The manifest a stage *would* write: its config and the hashes of its inputs' manifests
+    (an input folder without one, e.g. an aligned model copied from elsewhere, is hashed by its files)."""
     return {
         "stage": stage,
         "config": json.loads(json.dumps(config, sort_keys=True, default=str)),
-        "inputs": {name: file_hash(Path(p) / MANIFEST) for name, p in sorted(inputs.items())},
+        "inputs": {name: _input_hash(Path(p)) for name, p in sorted(inputs.items())},
     }
+
+
+def _input_hash(folder: Path) -> str:
+    if (folder / MANIFEST).is_file():
+        return file_hash(folder / MANIFEST)
+    h = hashlib.sha256()
+    for p in sorted(x for x in folder.rglob("*") if x.is_file()):
+        h.update(f"{p.relative_to(folder)}:{file_hash(p)}".encode())
+    return h.hexdigest()
 
 
 def is_current(directory: Path, manifest: dict) -> bool:

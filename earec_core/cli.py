@@ -252,20 +252,30 @@ def align(ws, modality, force, n_devices, strategy, accelerator, num_nodes, alig
               help="param: θ=Σλθ (paper eq. 4); delta: exact ΣλΔW; svd: truncated ΣλΔW.")
 @click.option("--name", default=None, help="Composition name (default: modalities joined by '+').")
 @click.option("--svd-rank", type=int, default=None)
+@click.option("--adapter", "adapters", multiple=True, metavar="MODALITY=PATH",
+              help="Take MODALITY's aligned folder from PATH (another run or dataset: transfer) instead of "
+                   "RUN/adapters/MODALITY (repeatable).")
 @workspace_options
-def compose(ws, weights, add, parent, mode, name, svd_rank):
+def compose(ws, weights, add, parent, mode, name, svd_rank, adapters):
     """Stage 2: merge aligned adapters with weights λ; every projector is kept.
 
-    `--add audio=0.2 --from text+behavior` extends an existing composition instead."""
+    `--add audio=0.2 --from text+behavior` extends an existing composition instead;
+    `--adapter text=runs/src/adapters/text` composes a modality aligned on another dataset."""
     from .compose import compose as run_compose
     from .compose import extend, parse_weights
 
     if (add is None) != (parent is None) or (add is not None) == (weights is not None):
         raise click.UsageError("give either --weights, or --add together with --from")
+    folders = {}
+    for a in adapters:
+        m, sep, path = a.partition("=")
+        if not sep or not m.strip() or not path.strip():
+            raise click.BadParameter(f"{a!r} is not MODALITY=PATH", param_hint="--adapter")
+        folders[m.strip()] = path.strip()
     if add is not None:
-        out = extend(ws, parent, parse_weights(add), name=name, svd_rank=svd_rank)
+        out = extend(ws, parent, parse_weights(add), name=name, svd_rank=svd_rank, adapters=folders)
     else:
-        out = run_compose(ws, parse_weights(weights), mode=mode, name=name, svd_rank=svd_rank)
+        out = run_compose(ws, parse_weights(weights), mode=mode, name=name, svd_rank=svd_rank, adapters=folders)
     console.print(f"composed adapter: {out}")
 
 
@@ -274,17 +284,21 @@ def compose(ws, weights, add, parent, mode, name, svd_rank):
               help="LABEL=SOURCE to score (SOURCE: an aligned modality, a composition, or base:MODALITY). "
                    "Default: every aligned modality before/after alignment and every composition "
                    "(except search-weights' grid-* and report's report-* ones).")
+@click.option("--model", "models", multiple=True, type=click.Path(exists=True, file_okay=False),
+              help="An aligned-model folder from any run to score on this run's items (repeatable): transfer.")
 @click.option("--items", type=int, default=32, show_default=True, help="Held-out items to generate for.")
 @workspace_options
-def explain(ws, sources, items):
+def explain(ws, sources, models, items):
     """Generate the anchor from each modality and report ROUGE-L (explainable alignment)."""
     from .explain import explain as run_explain
 
-    if sources:
+    if sources or models:
         table = {}
         for s in sources:
             label, _, src = s.partition("=")
             table[label] = src or label
+        for path in models:
+            table[f"{path} (transferred)"] = path
     else:
         table = {}
         for d in sorted((ws.dir / "adapters").glob("[!.]*")):  # .NAME-tmp-* are unfinished writes
@@ -300,8 +314,21 @@ def explain(ws, sources, items):
     console.print(report["markdown"])
 
 
+MODEL_HELP = ("An aligned-model folder (RUN/adapters/M or RUN/compositions/NAME of any run, or a copy anywhere) "
+              "to use on this run's dataset instead of SOURCE: transfer.")
+
+
+def _source_or_model(source, model, *, required=True):
+    if source is not None and model is not None:
+        raise click.UsageError("give SOURCE or --model, not both")
+    if required and source is None and model is None:
+        raise click.UsageError("give SOURCE (a composition, aligned modality or base:M) or --model PATH")
+    return model if model is not None else source
+
+
 @cli.command()
-@click.argument("source")
+@click.argument("source", required=False)
+@click.option("--model", type=click.Path(exists=True, file_okay=False), default=None, help=MODEL_HELP)
 @click.option("--batch-size", type=click.IntRange(min=1), default=16, show_default=True)
 @click.option("--precision", type=click.Choice(["auto", "bf16", "fp32"]), default="auto", show_default=True,
               help="auto: bf16 autocast on a GPU, fp32 on CPU (where bf16 autocast is ~7x slower).")
@@ -313,12 +340,13 @@ def explain(ws, sources, items):
 @click.option("--accelerator", type=click.Choice(["auto", "cpu", "gpu", "cuda", "mps"]), default="auto", show_default=True)
 @click.option("--strategy", default="auto", show_default=True, help="Lightning Fabric strategy when --devices > 1 (e.g. ddp).")
 @workspace_options
-def embed(ws, source, batch_size, precision, force, shard_size, devices, accelerator, strategy):
-    """Item embeddings from SOURCE (a composition, an aligned modality, or base:MODALITY).
+def embed(ws, source, model, batch_size, precision, force, shard_size, devices, accelerator, strategy):
+    """Item embeddings from SOURCE (a composition, an aligned modality, or base:MODALITY) or --model PATH.
 
     Shards are written as they finish, so a killed run resumes where it stopped."""
     from .embed import embed as run_embed
 
+    source = _source_or_model(source, model)
     from lightning.fabric.utilities.rank_zero import rank_zero_only
 
     try:
@@ -333,13 +361,15 @@ def embed(ws, source, batch_size, precision, force, shard_size, devices, acceler
 
 @cli.command()
 @click.argument("source", required=False)
+@click.option("--model", type=click.Path(exists=True, file_okay=False), default=None, help=MODEL_HELP)
 @click.option("--recommender", "recommender", default=None,
               help="Recommender plugin (see `earec plugins`; default: the run's, sasrec).")
 @workspace_options
-def recommend(ws, source, recommender):
-    """Train and evaluate a recommender on SOURCE's item embeddings (no SOURCE: on item IDs)."""
+def recommend(ws, source, model, recommender):
+    """Train and evaluate a recommender on SOURCE's (or --model PATH's) item embeddings (neither: on item IDs)."""
     from .recommend import id_baseline, on_embeddings
 
+    source = _source_or_model(source, model, required=False)
     name = recommender or ws["recommender"]
     ws.registry.recommender(name)  # unknown name: a clear error before anything runs
     if source is None:
@@ -395,8 +425,9 @@ def run(ws, modalities, weights, mode, explain_items, align_cfg):
                    "SOURCE: ids, minilm, or an embedding source (text, text+behavior, base:text, …); @anchor puts "
                    "the anchor into the stage-2 prompt; KEY=VALUE are recommender options (transductive=true).")
 @click.option("--baseline", default=None, help="Row label every row is tested against (default: the first row).")
+@click.option("--name", default=None, help="Write RUN/study-NAME instead of RUN/study (several studies per run).")
 @workspace_options
-def study(ws, seeds, rows, baseline):
+def study(ws, seeds, rows, baseline, name):
     """Rows x seeds: mean ± sd, paired t-tests over users, long-tail slices (RUN/study/study.md)."""
     from .study import parse_row, run_study
 
@@ -405,9 +436,9 @@ def study(ws, seeds, rows, baseline):
     except ValueError:
         raise click.BadParameter(f"expected comma-separated integers, got {seeds!r}", param_hint="--seeds") from None
     result = run_study(ws, [parse_row(r) for r in rows] or None, seed_list, baseline=baseline,
-                       log=console.print if ws.progress else None)
+                       log=console.print if ws.progress else None, name=name)
     console.print(result["markdown"])
-    console.print(f"study: {ws.dir / 'study' / 'study.md'}")
+    console.print(f"study: {ws.dir / ('study' if not name else 'study-' + name) / 'study.md'}")
 
 
 @cli.command("search-weights")
@@ -457,6 +488,44 @@ def report(ws, item_id, weights, explain_items, text_encoder, max_new_tokens):
                       log=None if not ws.progress else console.print)
     console.print(rep["markdown"])
     console.print(f"report: {ws.dir / 'report' / 'report.md'}")
+
+
+@cli.command("make-source")
+@click.option("--dataset", "sources", required=True, multiple=True,
+              help="A source: a RecBole atomic-file folder, 'ml-100k' or 'ml-1m' (repeatable: sources are mixed).")
+@click.option("--without", "target", default=None,
+              help="Target whose items (by anchor) are removed from the sources: a folder or shipped name.")
+@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False),
+              help="Folder to write (its name becomes the dataset name, e.g. runs/sources/ml-1m-minus-ml-100k).")
+def make_source(sources, target, out_dir):
+    """Write a stage-1 source dataset: the --dataset sources mixed, without the --without target's items.
+
+    Align on it (`earec align --dataset OUT`), then use the aligned model on the target
+    (`earec embed --model PATH`, `earec compose --adapter text=PATH`)."""
+    from pathlib import Path
+
+    from .data import SHIPPED_DATASETS, default_dataset_dir, guess_anchor_field
+    from .data.atomic import read_atomic
+    from .data.subset import write_source
+
+    def folder_and_anchor(name):
+        path = default_dataset_dir(name) if name in SHIPPED_DATASETS else Path(name)
+        if not (path / f"{path.name}.item").is_file():
+            raise click.BadParameter(f"no {path.name}.item in {path}", param_hint="--dataset/--without")
+        tab = read_atomic(path / f"{path.name}.item")
+        return path, tab, guess_anchor_field(tab.fields)
+
+    anchors = []
+    if target is not None:
+        _, tab, field = folder_and_anchor(target)
+        anchors = [row[tab.column(field)] for row in tab.rows]
+    parts = [folder_and_anchor(s) for s in sources]
+    stats = write_source([(p, f) for p, _, f in parts], Path(out_dir), target_anchors=anchors, target=target)
+    for part in stats["parts"]:
+        console.print(f"{part['name']}: {part['items']} items kept, {part['items_removed']} removed"
+                      + (f" (their anchor names an item of {target})" if target else "")
+                      + f"; {part['interactions']} interactions kept, {part['interactions_removed']} removed")
+    console.print(f"source dataset: {out_dir} ({stats['items']} items, {stats['interactions']} interactions)")
 
 
 @cli.command("new-plugin")

@@ -14,8 +14,8 @@ adapter i in one layer, s_i = alpha_i / r_i its scaling, ΔW_i = s_i B_i A_i):
 ``svd``
     ΔW = best rank-``svd_rank`` approximation of Σ λ_i ΔW_i (peft ``svd``).
 
-Every modality's encoder and projector is kept as is; projectors are copied into the
-composition folder so it is self-contained next to ``composition.json``.
+Every modality's encoder and projector is kept as is; projectors (and each modality's
+``modality.json``) are copied into the composition folder so it is self-contained.
 """
 
 from __future__ import annotations
@@ -24,9 +24,9 @@ import math
 import shutil
 from pathlib import Path
 
-from .aligned import check_adapter, read_modality_meta
-from .artifacts import atomic_dir, is_current, manifest_of, read_json, write_json
-from .errors import CompositionError
+from .aligned import CARD, check_adapter, check_transfer, model_card, read_modality_meta
+from .artifacts import MANIFEST, atomic_dir, file_hash, is_current, manifest_of, read_json, write_json, write_text
+from .errors import ArtifactError, CompositionError
 
 MODES = ("param", "delta", "svd")
 COMPOSED = "default"  # peft saves the adapter named "default" at the folder's top level
@@ -75,11 +75,17 @@ def normalise_weights(weights: dict[str, float], mode: str) -> dict[str, float]:
 
 
 def compose(ws, weights: dict[str, float], *, mode: str = "param", name: str | None = None,
-            svd_rank: int | None = None, force: bool = False, provenance: dict | None = None) -> Path:
+            svd_rank: int | None = None, force: bool = False, provenance: dict | None = None,
+            adapters: dict[str, Path] | None = None) -> Path:
     """Compose the aligned adapters of ``weights``' modalities into ``RUN/compositions/NAME``.
 
-    The result is a peft adapter folder (``PeftModel.from_pretrained`` loads it) plus
-    ``composition.json`` (raw and normalised λ, mode, formula) and ``projectors/``.
+    ``adapters`` takes a modality's aligned folder from elsewhere instead of ``RUN/adapters/M``
+    (another run, another dataset: transfer); a modality that does not transfer (behaviour) is
+    accepted from another folder only if it was aligned on this run's dataset.
+
+    The result is a self-contained aligned-model folder: a peft adapter
+    (``PeftModel.from_pretrained`` loads it), ``composition.json`` (raw and normalised λ, mode,
+    every modality's ``modality.json`` and sources), ``projectors/`` and a model card ``README.md``.
 
     Raises:
         CompositionError: bad weights/mode, an adapter missing, adapters trained on different
@@ -92,11 +98,24 @@ def compose(ws, weights: dict[str, float], *, mode: str = "param", name: str | N
     lambdas = normalise_weights(weights, mode)
     name = name or "+".join(weights)  # given order, as `earec run` names it
     out = ws.composition_dir(name)
-    dirs = {m: ws.adapter_dir(m) for m in lambdas}
+    adapters = {m: Path(d).expanduser().resolve() for m, d in (adapters or {}).items()}
+    unused = sorted(set(adapters) - set(lambdas))
+    if unused:
+        raise CompositionError(f"--adapter given for {unused}, which have no weight in {weights}")
+    dirs = {m: adapters.get(m, ws.adapter_dir(m)) for m in lambdas}
     for m, d in dirs.items():
         if not (d / "adapter_config.json").is_file():
-            raise CompositionError(f"modality {m!r} has no aligned adapter in {d}; run `earec align --modality {m}`")
+            raise CompositionError(f"modality {m!r} has no aligned adapter in {d}; run `earec align --modality {m}`, "
+                                   f"or take one aligned elsewhere with --adapter {m}=PATH")
     metas = {m: read_modality_meta(d) for m, d in dirs.items()}
+    for m, meta in metas.items():
+        if meta.get("modality", m) != m:
+            raise CompositionError(f"{dirs[m]} holds modality {meta['modality']!r}, not {m!r}")
+        if m in adapters:
+            try:
+                check_transfer(dirs[m], meta, ws.registry.modality(m), ws.dataset_identity)
+            except ArtifactError as exc:
+                raise CompositionError(str(exc)) from None
     configs = {m: read_json(d / "adapter_config.json") for m, d in dirs.items()}
     bases = {meta["hidden_size"] for meta in metas.values()}
     if len(bases) > 1:
@@ -141,24 +160,31 @@ def compose(ws, weights: dict[str, float], *, mode: str = "param", name: str | N
         for m, d in dirs.items():
             if (d / "projector.safetensors").is_file():
                 shutil.copy2(d / "projector.safetensors", tmp / "projectors" / f"{m}.safetensors")
-        write_json(tmp / "composition.json", {
+        info = {
             "name": name, "mode": mode, "weights_given": weights, "weights": lambdas,
             "peft_combination": combination, "peft_weights": dict(zip(names, peft_weights)),
             **(provenance or {}),
-            "ranks": ranks, "modalities": names, "base_config": known[0] if known else None, "adapters": {m: str(d) for m, d in dirs.items()},
-        })
+            "ranks": ranks, "modalities": names, "base_config": known[0] if known else None,
+            "base_model": str(ws.llm_path), "adapters": {m: str(d) for m, d in dirs.items()},
+            # each modality's own record (dimensions, recipe, sources), so the folder is self-contained
+            "modality_meta": {m: {k: v for k, v in meta.items() if k != "train_log"} for m, meta in metas.items()},
+        }
+        write_json(tmp / "composition.json", info)
+        write_text(tmp / CARD, model_card(info))
     return out
 
 
 def extend(ws, parent: str, added: dict[str, float], *, name: str | None = None, svd_rank: int | None = None,
-           force: bool = False) -> Path:
+           force: bool = False, adapters: dict[str, Path] | None = None) -> Path:
     """Add modalities to the existing composition ``parent`` (the paper's expansibility claim):
     with ``a = Σ added``, the new λ are ``λ_parent · (1 - a)`` for the parent's modalities plus
     ``added`` (normalised again in ``param`` mode; the parent's mode is kept).  Nothing of the
     parent or of any aligned modality is modified; the result is a new composition ``name``
     (default ``PARENT+M``) whose ``composition.json`` records ``parent`` and ``added``.
 
-    ``added = {"audio": 0.0}`` reproduces the parent's adapter exactly.
+    ``added = {"audio": 0.0}`` reproduces the parent's adapter exactly.  The parent's modalities
+    come from the folders the parent was composed from (also when those lie in another run);
+    ``adapters`` may give an added modality's folder (an adapter aligned elsewhere).
 
     Raises:
         CompositionError: no composition ``parent``, an added modality already in it, or added
@@ -173,11 +199,10 @@ def extend(ws, parent: str, added: dict[str, float], *, name: str | None = None,
     again = sorted(set(added) & set(old))
     if again:
         raise CompositionError(f"{again} already in composition {parent!r}; use `earec compose --weights` to re-weight")
-    from .artifacts import MANIFEST, file_hash
-
+    parent_dirs = {m: Path(info.get("adapters", {}).get(m) or ws.adapter_dir(m)) for m in old}
     parent_inputs = read_json(pdir / MANIFEST).get("inputs", {}) if (pdir / MANIFEST).is_file() else {}
     for m in old:
-        current = ws.adapter_dir(m) / MANIFEST
+        current = parent_dirs[m] / MANIFEST
         if f"adapter:{m}" in parent_inputs and (not current.is_file() or file_hash(current) != parent_inputs[f"adapter:{m}"]):
             raise CompositionError(f"modality {m!r} was re-aligned after composition {parent!r} was made; "
                                    "re-compose the parent first so the extension starts from the same adapters")
@@ -186,5 +211,7 @@ def extend(ws, parent: str, added: dict[str, float], *, name: str | None = None,
         raise CompositionError(f"added weights must be >= 0 and sum to less than 1, got {added}")
     weights = {m: w * (1 - total) for m, w in old.items()} | dict(added)
     name = name or "+".join([parent, *sorted(added)])
+    elsewhere = {m: d for m, d in parent_dirs.items() if d.resolve() != ws.adapter_dir(m).resolve()}
     return compose(ws, weights, mode=info["mode"], name=name, svd_rank=svd_rank, force=force,
-                   provenance={"parent": parent, "parent_weights": old, "added": dict(added)})
+                   provenance={"parent": parent, "parent_weights": old, "added": dict(added)},
+                   adapters={**elsewhere, **(adapters or {})})

@@ -207,7 +207,8 @@ def embed(ws, source: str, *, batch_size: int = 16, precision: str = "auto", for
     if adapter is not None:
         inputs["adapter"] = adapter
     for m in names:
-        if (ws.adapter_dir(m) / "manifest.json").is_file():
+        external = adapter is not None and ws.dir.resolve() not in adapter.resolve().parents
+        if not external and (ws.adapter_dir(m) / "manifest.json").is_file():
             inputs[f"aligned:{m}"] = ws.adapter_dir(m)
     # shard_size only changes the file layout, not a number in it: it is not part of the manifest
     config = {"source": source, "modalities": names, "precision": precision, "llm": str(ws.llm_path),
@@ -277,6 +278,9 @@ def _complete(path: Path, item_ids: list[str]) -> bool:
 def embeddings_label(source: str, anchor: bool = False, layers: tuple[int, ...] = (-1,)) -> str:
     """The folder name under ``RUN/embeddings`` of ``source``'s item embeddings (``@anchor``: with
     the anchor in the stage-2 prompt; ``@L-1,-8``: those hidden states concatenated)."""
+    if "/" in source or source.startswith("."):  # an aligned-model folder elsewhere: its name + a path hash
+        digest = hashlib.sha256(str(Path(source).expanduser().resolve()).encode()).hexdigest()[:8]
+        source = f"{Path(source).expanduser().resolve().name}@ext-{digest}"
     label = source.replace(":", "-").replace(",", "+") + ("@anchor" if anchor else "")
     return label + ("" if tuple(layers) == (-1,) else "@L" + ",".join(str(i) for i in layers))
 

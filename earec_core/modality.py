@@ -43,6 +43,10 @@ class Modality(ABC):
         name: the user-facing key (``earec align --modality NAME``).
         placeholder: slot marker in prompt text (e.g. ``"<behavior>"``), or ``None`` for text.
         description: one line for ``earec plugins``.
+        transferable: whether an adapter + projector aligned on one dataset may be applied to another
+            (``True`` for encoders that do not depend on the catalog, e.g. text or a pretrained image
+            encoder; ``False`` when ``prepare`` fits the encoder to the dataset's own item ids, as the
+            behaviour encoder does: its projector only understands that dataset's item table).
 
     Lifecycle: ``prepare(ctx)`` fits anything learned from training data and writes it under
     ``ctx.artifact_dir(name)``; ``load(dir)`` restores it in a later process.  Both must be
@@ -52,6 +56,7 @@ class Modality(ABC):
     name: ClassVar[str]
     placeholder: ClassVar[str | None] = None
     description: ClassVar[str] = ""
+    transferable: ClassVar[bool] = True
 
     def __init__(self, **options):
         self.options = options

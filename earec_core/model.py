@@ -8,7 +8,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from .aligned import check_adapter, load_projector
+from .aligned import check_adapter, check_transfer, load_projector, read_modality_meta
 from .artifacts import read_json
 from .errors import ArtifactError
 from .modality import Modality
@@ -24,15 +24,28 @@ class AlignedModel:
     source: str
 
 
+def is_model_folder(path: Path) -> bool:
+    """True if ``path`` is an aligned-model folder: an aligned modality (``modality.json``) or a
+    composition (``composition.json``), from any run or anywhere on disk."""
+    return path.is_dir() and ((path / "composition.json").is_file() or (path / "modality.json").is_file())
+
+
 def resolve(ws, source: str) -> tuple[Path | None, list[str]]:
-    """``(adapter folder or None, modality names)`` for a source name: a composition under
-    ``RUN/compositions``, an aligned modality under ``RUN/adapters``, or ``base:M1,M2`` for the
-    un-aligned backbone with those modalities (fresh projectors; the "before alignment" state).
+    """``(adapter folder or None, modality names)`` for a source: a composition under
+    ``RUN/compositions``, an aligned modality under ``RUN/adapters``, ``base:M1,M2`` for the
+    un-aligned backbone with those modalities (fresh projectors; the "before alignment" state),
+    or the path of an aligned-model folder made anywhere (another run, another dataset: transfer).
 
     Raises ArtifactError naming what exists if ``source`` is none of these.
     """
     if source.startswith("base:"):
         return None, [m for m in source[5:].split(",") if m]
+    if "/" in source or source.startswith("."):
+        path = Path(source).expanduser()
+        if not is_model_folder(path):
+            raise ArtifactError(f"{source} is not an aligned-model folder (it needs composition.json or modality.json: "
+                                "a RUN/adapters/MODALITY or RUN/compositions/NAME folder)")
+        return path.resolve(), _modalities(path)
     comp = ws.composition_dir(source)
     if not (comp / "composition.json").is_file() and "+" in source:
         # "behavior+text" finds the composition named "text+behavior" (same modalities)
@@ -42,13 +55,40 @@ def resolve(ws, source: str) -> tuple[Path | None, list[str]]:
                 comp = cand
                 break
     if (comp / "composition.json").is_file():
-        return comp, read_json(comp / "composition.json")["modalities"]
+        return comp, _modalities(comp)
     adapter = ws.adapter_dir(source)
     if (adapter / "modality.json").is_file():
         return adapter, [source]
     known = sorted(p.name for sub in ("compositions", "adapters") for p in (ws.dir / sub).glob("*")
                    if p.is_dir() and not p.name.startswith("."))
-    raise ArtifactError(f"no composition or aligned modality named {source!r} in {ws.dir} (found: {known or 'none'})")
+    raise ArtifactError(f"no composition or aligned modality named {source!r} in {ws.dir} (found: {known or 'none'}); "
+                        "a path to an aligned-model folder also works")
+
+
+def _modalities(folder: Path) -> list[str]:
+    if (folder / "composition.json").is_file():
+        return read_json(folder / "composition.json")["modalities"]
+    return [read_modality_meta(folder)["modality"]]
+
+
+def modality_parts(folder: Path) -> dict[str, tuple[dict, Path]]:
+    """``{modality: (its modality.json, its projector file)}`` of an aligned-model folder.
+
+    A composition carries both for every modality (``modality_meta`` in ``composition.json``,
+    ``projectors/M.safetensors``), so it is self-contained; an older composition without
+    ``modality_meta`` falls back to the aligned modality folders it names under ``adapters``.
+    """
+    if (folder / "composition.json").is_file():
+        info = read_json(folder / "composition.json")
+        parts = {}
+        for m in info["modalities"]:
+            meta = (info.get("modality_meta") or {}).get(m)
+            if meta is None:
+                meta = read_modality_meta(Path(info["adapters"][m]))
+            parts[m] = (meta, folder / "projectors" / f"{m}.safetensors")
+        return parts
+    meta = read_modality_meta(folder)
+    return {meta["modality"]: (meta, folder / "projector.safetensors")}
 
 
 def load_aligned(ws, source: str, *, seed: int = 0) -> AlignedModel:
@@ -58,11 +98,16 @@ def load_aligned(ws, source: str, *, seed: int = 0) -> AlignedModel:
 
     Raises:
         ArtifactError: the adapter folder has no ``adapter_model.safetensors`` (pickled weights are
-            never loaded), or it was aligned on another base model / hidden size.
+            never loaded), it was aligned on another base model / hidden size, or it holds a
+            non-transferable modality (behaviour) aligned on another dataset than the run's.
     """
     from peft import PeftModel
 
     adapter, names = resolve(ws, source)
+    parts = modality_parts(adapter) if adapter is not None else {}
+    for m, (meta, _) in parts.items():  # before any encoder is fitted for a model that cannot be used
+        check_transfer(adapter, meta, ws.registry.modality(m), ws.dataset_identity)
+    modalities = {m: ws.modality(m) for m in names}
     model = ws.base_model()
     if adapter is not None:
         meta = adapter / ("composition.json" if (adapter / "composition.json").is_file() else "modality.json")
@@ -72,7 +117,6 @@ def load_aligned(ws, source: str, *, seed: int = 0) -> AlignedModel:
         except (RuntimeError, ValueError) as exc:
             raise ArtifactError(f"{adapter}: adapter does not fit backbone {ws.llm_path}: {exc}") from None
     d_llm = model.get_input_embeddings().weight.shape[1]
-    modalities = {m: ws.modality(m) for m in names}
     projectors = {}
     gen = torch.random.fork_rng()
     with gen:
@@ -83,6 +127,7 @@ def load_aligned(ws, source: str, *, seed: int = 0) -> AlignedModel:
             if adapter is None:
                 projectors[m] = modality.build_projector(modality.feature_dim, d_llm).eval()
             else:
-                projectors[m] = load_projector(ws.adapter_dir(m), modality, d_llm)
+                meta, path = parts[m]
+                projectors[m] = load_projector(path, meta, modality, d_llm)
     model.requires_grad_(False)
     return AlignedModel(model=model.eval(), modalities=modalities, projectors=projectors, source=source)

@@ -136,8 +136,9 @@ def _mean_sd(values: Sequence[float]) -> dict:
 
 def run_study(ws, rows: Sequence[Row] | None = None, seeds: Sequence[int] = (0, 1, 2), *,
               baseline: str | None = None, slices: Sequence[int] = DEFAULT_SLICES,
-              log: Callable[[str], None] | None = None) -> dict:
-    """Train every row with every seed and write ``RUN/study``; returns study.json's dict.
+              log: Callable[[str], None] | None = None, name: str | None = None) -> dict:
+    """Train every row with every seed and write ``RUN/study`` (``RUN/study-NAME`` with ``name``,
+    so several studies of one run sit side by side); returns study.json's dict.
 
     Args:
         rows: the rows (default :func:`default_rows`); labels must be unique.
@@ -145,9 +146,11 @@ def run_study(ws, rows: Sequence[Row] | None = None, seeds: Sequence[int] = (0, 
         baseline: the label every row is tested against (default: the first row).
         slices: popularity cut-offs of the long-tail slices.
     Raises:
-        EarecError: no seeds, duplicate labels, an unknown baseline.
+        EarecError: no seeds, duplicate labels, an unknown baseline, a bad ``name``.
     """
     log = log or (lambda _msg: None)
+    if name is not None and (not name or not all(c.isalnum() or c in "-_." for c in name)):
+        raise EarecError(f"study name {name!r}: use letters, digits, '-', '_' or '.'")
     rows = list(rows) if rows else default_rows(ws)
     seeds = [int(s) for s in seeds]
     if not seeds:
@@ -211,7 +214,7 @@ def run_study(ws, rows: Sequence[Row] | None = None, seeds: Sequence[int] = (0, 
              "best_earec_by_valid": best, "notes": notes,
              "method": "per-row mean ± sd over seeds; paired t-test (scipy.stats.ttest_rel) over test users of "
                        "per-user NDCG@10 averaged over seeds; rows chosen on validation only"}
-    out = ws.dir / STUDY_DIR
+    out = ws.dir / (STUDY_DIR if not name else f"{STUDY_DIR}-{name}")
     out.mkdir(parents=True, exist_ok=True)
     write_json(out / "study.json", study)
     md = study_markdown(study)

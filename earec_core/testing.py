@@ -254,16 +254,14 @@ class ModalityContract:
         from safetensors.torch import save_file
 
         from .aligned import load_projector
-        from .artifacts import write_json
 
         projector = self._projector(modality, seed=1)
         save_file({k: v.detach().float().contiguous() for k, v in projector.state_dict().items()},
                   str(tmp_path / "projector.safetensors"))
-        write_json(tmp_path / "modality.json", {"modality": modality.name, "hidden_size": self.llm_width,
-                                                "feature_dim": modality.feature_dim})
+        meta = {"modality": modality.name, "hidden_size": self.llm_width, "feature_dim": modality.feature_dim}
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(2)  # a different init, so the check sees the loaded weights
-            loaded = load_projector(tmp_path, modality, self.llm_width)
+            loaded = load_projector(tmp_path / "projector.safetensors", meta, modality, self.llm_width)
         feats = modality.encode(self._slot_ids(modality, items))
         with torch.no_grad():
             torch.testing.assert_close(loaded(feats), projector(feats), rtol=0, atol=0)

@@ -165,6 +165,16 @@ class Workspace:
             f"or pass the run's own settings (dataset {old.get('source')}, k-core {old.get('k_core')})")
 
     @functools.cached_property
+    def dataset_identity(self) -> dict:
+        """What an aligned model records about the dataset it was aligned on: name, source folder,
+        sizes, and ``fingerprint`` (sha256 of ``RUN/dataset/manifest.json``: the files' hashes and
+        the filtering settings), which tells a non-transferable modality whether it fits a run."""
+        ds = self.dataset  # writes RUN/dataset/manifest.json when it is new
+        return {"name": ds.name, "source": str(self._dataset_source()), "items": ds.stats.get("items"),
+                "users": ds.stats.get("users"), "interactions": ds.stats.get("interactions"),
+                "fingerprint": file_hash(self.dir / "dataset" / "manifest.json")}
+
+    @functools.cached_property
     def registry(self) -> Registry:
         return registry()
 

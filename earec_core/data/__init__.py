@@ -15,7 +15,7 @@ from .sequences import (Interaction, hold_out_new_items, k_core, leave_one_out, 
                         user_sequences)
 
 __all__ = ["Catalog", "Dataset", "Item", "load_dataset", "load_recbole_atomic", "default_dataset_dir", "SHIPPED_DATASETS",
-           "resolve_media_path"]
+           "resolve_media_path", "guess_anchor_field"]
 
 
 @dataclass
@@ -71,7 +71,7 @@ MEDIA_FIELDS = ("image", "audio", "video")
 ``Item.media[field]`` instead of the text attributes."""
 
 
-def _guess_anchor_field(fields: list[str]) -> str:
+def guess_anchor_field(fields: list[str]) -> str:
     for name in ("title", "movie_title", "item_name", "name"):
         if name in fields:
             return name
@@ -123,7 +123,7 @@ def load_recbole_atomic(
     u_col, i_col = inter.column("user_id"), inter.column("item_id")
     t_col = inter.column("timestamp") if "timestamp" in inter.fields else None
     id_col = items_tab.column("item_id")
-    anchor_field = anchor_field or _guess_anchor_field(items_tab.fields)
+    anchor_field = anchor_field or guess_anchor_field(items_tab.fields)
     a_col = items_tab.column(anchor_field)
     if text_fields is None:
         text_fields = [f for f in items_tab.fields if f not in ("item_id", anchor_field, *MEDIA_FIELDS)]

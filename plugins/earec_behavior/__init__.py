@@ -26,6 +26,7 @@ class BehaviorModality(Modality):
 
     name = "behavior"
     placeholder = "<behavior>"
+    transferable = False  # the encoder is this dataset's ID item table: align it again on each target
     description = "ID-recommender item embedding + related items, 2-layer MLP projector"
 
     def __init__(self, **options):
