@@ -26,6 +26,7 @@ import time
 from collections import Counter
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 
 import lightning as L
 import torch
@@ -33,7 +34,7 @@ from safetensors.torch import save_file
 from torch import nn
 from torch.utils.data import DataLoader
 
-from .aligned import CARD, base_fingerprint, model_card
+from .aligned import CARD, base_fingerprint, check_adapter, load_projector, model_card, read_modality_meta
 from .artifacts import atomic_dir, is_current, manifest_of, read_json, write_json, write_text
 from .backbone import decoder_and_head
 from .data.subset import SUBSET_FILE, source_part
@@ -61,11 +62,15 @@ class AlignConfig:
     warmup_ratio: float = 0.03
     precision: str = "auto"
     with_related: bool = True
+    # continual alignment: start from this aligned folder's adapter (and projector) instead of fresh ones
+    init_from: str | None = None
     log: list = field(default_factory=list, repr=False, compare=False)
 
     def as_dict(self) -> dict:
         d = asdict(self)
         d.pop("log")
+        if d["init_from"] is None:  # absent when unused, so adapters aligned before it existed stay current
+            d.pop("init_from")
         return d
 
 
@@ -345,7 +350,7 @@ def align(ws, modality_name: str, cfg: AlignConfig | None = None, *, force: bool
         ModalityNotFound: unknown modality.
         EarecError: no item can form an alignment sample; unusable device settings.
     """
-    from peft import get_peft_model
+    from peft import PeftModel, get_peft_model
 
     from .errors import EarecError
 
@@ -366,11 +371,16 @@ def align(ws, modality_name: str, cfg: AlignConfig | None = None, *, force: bool
               "max_length": ws["max_length"]}
     if devices.manifest_entry() is not None:  # one process: the manifest is unchanged
         config["distributed"] = devices.manifest_entry()
-    manifest = manifest_of(
-        out, "align", config,
-        # ws.modality() has fitted (or verified) the encoder state and written its manifest
-        {"dataset": ws.dir / "dataset", "encoder": ws.context.artifact_dir(modality_name)},
-    )
+    inputs = {"dataset": ws.dir / "dataset", "encoder": ws.context.artifact_dir(modality_name)}
+    init = None
+    if cfg.init_from is not None:
+        init = Path(cfg.init_from).expanduser().resolve()
+        meta = read_modality_meta(init)  # ArtifactError if it is not an aligned modality
+        if meta["modality"] != modality_name:
+            raise EarecError(f"--init-from {init} holds modality {meta['modality']!r}, not {modality_name!r}")
+        inputs["init"] = init
+    # ws.modality() has fitted (or verified) the encoder state and written its manifest
+    manifest = manifest_of(out, "align", config, inputs)
     if not force and is_current(out, manifest):
         _close_group(had_group)
         return out
@@ -388,6 +398,8 @@ def align(ws, modality_name: str, cfg: AlignConfig | None = None, *, force: bool
     projector = None
     if modality.placeholder is not None:
         projector = modality.build_projector(modality.feature_dim, d_llm)
+        if init is not None:  # the source's projector, when its widths fit this encoder and backbone
+            projector = load_projector(init / "projector.safetensors", meta, modality, d_llm).train()
     start = time.perf_counter()
     log: dict = {"samples": len(samples), "skipped": skipped}
     pad_id = ws.tokenizer.pad_token_id
@@ -398,7 +410,11 @@ def align(ws, modality_name: str, cfg: AlignConfig | None = None, *, force: bool
                                warmup_ratio=cfg.warmup_ratio, train_lora=False)
         trainers.append(_fit(pre, samples, pad_id, cfg, cfg.projector_pretrain_epochs, ws.progress, devices))
         log["projector_pretrain_loss"], pre_info = _phase_log(trainers[-1], pre)
-    peft_model = get_peft_model(model, lora_config(cfg))
+    if init is None:
+        peft_model = get_peft_model(model, lora_config(cfg))
+    else:  # continual alignment (the paper re-aligns behaviour in-domain): keep training that adapter
+        check_adapter(init, model, fingerprint=meta.get("base_config"), error=EarecError)
+        peft_model = PeftModel.from_pretrained(model, str(init), is_trainable=True)
     module = AnchorGeneration(peft_model, modality, projector, lora_lr=cfg.lora_lr, projector_lr=cfg.projector_lr,
                               warmup_ratio=cfg.warmup_ratio, train_lora=True)
     trainers.append(_fit(module, samples, pad_id, cfg, cfg.epochs, ws.progress, devices))
@@ -436,6 +452,7 @@ def align(ws, modality_name: str, cfg: AlignConfig | None = None, *, force: bool
                 "train_log": log,
                 "transferable": modality.transferable,
                 "sources": [source_record(ws, samples)],
+                **({"initialised_from": {"path": str(init), "sources": meta.get("sources")}} if init else {}),
             })
             write_text(tmp / CARD, model_card(read_json(tmp / "modality.json")))
     if trainer.world_size > 1:

@@ -185,7 +185,8 @@ def model_card(meta: dict) -> str:
                   f"lr={align.get('lora_lr')}; projector lr={align.get('projector_lr')} "
                   f"(pre-training {align.get('projector_pretrain_epochs')} epoch(s) at {align.get('projector_pretrain_lr')}); "
                   f"{align.get('epochs')} epoch(s), batch {align.get('batch_size')}, "
-                  f"at most {align.get('max_items')} items per source.", ""]
+                  f"at most {align.get('max_items')} items per source."
+                  + (f" Continual alignment: started from `{align['init_from']}`." if align.get("init_from") else ""), ""]
         if loss:
             k = max(1, len(loss) // 5)
             lines += ["## Training", "",

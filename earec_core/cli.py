@@ -163,15 +163,18 @@ def align_options(fn):
     @click.option("--projector-pretrain-epochs", type=click.IntRange(min=0), default=d.projector_pretrain_epochs, show_default=True)
     @click.option("--precision", default=d.precision, show_default=True,
                   help="Lightning precision; 'auto' = bf16-mixed on GPU, 32-true on CPU.")
+    @click.option("--init-from", default=None, type=click.Path(exists=True, file_okay=False),
+                  help="Continual alignment: start from this aligned folder's adapter and projector (e.g. one "
+                       "aligned on source data) instead of fresh ones; its LoRA rank is kept.")
     @functools.wraps(fn)
     def wrapper(*args, align_items, epochs, batch_size, lora_rank, lora_alpha, lora_lr, projector_lr,
-                projector_pretrain_epochs, precision, **kwargs):
+                projector_pretrain_epochs, precision, init_from, **kwargs):
         if align_items != "all" and (not align_items.isdigit() or int(align_items) < 1):
             raise click.BadParameter("expected a number >= 1 or 'all'", param_hint="--align-items")
         cfg = AlignConfig(
             max_items=None if align_items == "all" else int(align_items), epochs=epochs, batch_size=batch_size,
             lora_rank=lora_rank, lora_alpha=lora_alpha, lora_lr=lora_lr, projector_lr=projector_lr,
-            projector_pretrain_epochs=projector_pretrain_epochs, precision=precision,
+            projector_pretrain_epochs=projector_pretrain_epochs, precision=precision, init_from=init_from,
         )
         return fn(*args, align_cfg=cfg, **kwargs)
 
@@ -410,6 +413,9 @@ def run(ws, modalities, weights, mode, explain_items, align_cfg):
     """Every stage on the run's dataset, ending with the results table (JSON + Markdown in --run-dir)."""
     from .compose import parse_weights
     from .pipeline import RunConfig, run_all
+
+    if align_cfg.init_from is not None:
+        raise click.UsageError("--init-from continues one modality's alignment: use it with `earec align --modality M`")
 
     cfg = RunConfig(modalities=tuple(m.strip() for m in modalities.split(",") if m.strip()),
                     weights=None if weights.strip() == "auto" else parse_weights(weights), mode=mode, align=align_cfg, explain_items=explain_items)

@@ -150,3 +150,24 @@ def test_another_backbone_is_refused(world, tmp_path, tokenizer):
 def test_model_path_must_be_an_aligned_folder(world, tmp_path):
     result = run_cli("embed", "--model", tmp_path, "--run-dir", world["tgt_run"], "--quiet", ok=False)
     assert result.exit_code == 1 and "not an aligned-model folder" in result.output
+
+
+def test_continual_alignment_starts_from_a_source_adapter(world):
+    from safetensors.torch import load_file
+
+    src = world["src_run"] / "adapters" / "text"
+    run_cli("align", "--modality", "text", "--init-from", src, "--lora-rank", "4", "--align-items", "8",
+            "--batch-size", "4", "--run-dir", world["tgt_run"], "--quiet")
+    out = world["tgt_run"] / "adapters" / "text"
+    meta = json.loads((out / "modality.json").read_text())
+    assert meta["initialised_from"]["path"] == str(src.resolve())
+    assert meta["initialised_from"]["sources"][0]["name"] == "mixed"
+    assert meta["sources"][0]["name"] == "target"
+    assert json.loads((out / "adapter_config.json").read_text())["r"] == 16  # the source's rank, not --lora-rank
+    before, after = load_file(str(src / "adapter_model.safetensors")), load_file(str(out / "adapter_model.safetensors"))
+    assert before.keys() == after.keys()
+    assert any(not torch.equal(before[k], after[k]) for k in before)  # trained further
+    assert "Continual alignment" in (out / "README.md").read_text()
+    wrong = run_cli("align", "--modality", "behavior", "--init-from", src, "--run-dir", world["tgt_run"], "--quiet",
+                    ok=False)
+    assert wrong.exit_code == 1 and "holds modality 'text'" in wrong.output
