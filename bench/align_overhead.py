@@ -52,9 +52,9 @@ def main():
     from torch.utils.data import DataLoader
     from transformers import get_cosine_schedule_with_warmup
 
-    from earec_core.align import (AlignConfig, AnchorGeneration, alignment_items, anchor_loss, build_samples,
-                                  lora_config, resolve_precision)
-    from earec_core.prompt import collate
+    from earec_core.align import AlignConfig, AnchorGeneration, anchor_loss, lora_config, resolve_precision
+    from earec_core.data import alignment_items
+    from earec_core.prompt import build_samples, collate
     from earec_core.workspace import Workspace
 
     ws = Workspace(OUT_DIR / "embed-ws", progress=False)

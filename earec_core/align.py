@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import math
 import os
-import random
 import time
 from collections import Counter
 from collections.abc import Mapping
@@ -30,16 +29,16 @@ from pathlib import Path
 
 import lightning as L
 import torch
-from safetensors.torch import save_file
 from torch import nn
 from torch.utils.data import DataLoader
 
-from .aligned import CARD, base_fingerprint, check_adapter, load_projector, model_card, read_modality_meta
-from .artifacts import atomic_dir, is_current, manifest_of, read_json, write_json, write_text
+from .aligned import base_fingerprint, check_adapter, load_projector, read_modality_meta, write_aligned_modality
+from .artifacts import atomic_dir, is_current, manifest_of, read_json
 from .backbone import decoder_and_head
 from .data.subset import SUBSET_FILE, source_part
 from .modality import Modality
-from .prompt import IGNORE_INDEX, Batch, PromptError, Sample, collate, splice
+from .data import alignment_items
+from .prompt import IGNORE_INDEX, Batch, Sample, build_samples, collate, splice
 
 
 @dataclass
@@ -143,18 +142,6 @@ def _launched_by_torchrun() -> bool:
     return torch.distributed.is_available() and torch.distributed.is_torchelastic_launched()
 
 
-def alignment_items(catalog, seed: int, holdout: int, max_items: int | None) -> tuple[list[str], list[str]]:
-    """``(train_ids, holdout_ids)``: a seeded shuffle of items with a non-empty anchor; the first
-    ``holdout`` are never trained on (explainability is scored on them), the next ``max_items``
-    (all if ``None``) are the alignment samples.  Same for every modality of a run.  New items of
-    an inductive split (``catalog.unseen``) are never alignment samples (they may be held out)."""
-    ids = [it.id for it in catalog if it.anchor.strip()]
-    random.Random(seed).shuffle(ids)
-    held, rest = ids[:holdout], ids[holdout:]
-    rest = [i for i in rest if i not in catalog.unseen]
-    return (rest if max_items is None else rest[:max_items]), held
-
-
 def anchor_loss(
     model: nn.Module,
     batch: Batch,
@@ -211,19 +198,6 @@ class AnchorGeneration(L.LightningModule):
         total = max(1, int(self.trainer.estimated_stepping_batches))
         schedule = get_cosine_schedule_with_warmup(optimizer, math.ceil(self.warmup_ratio * total), total)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}
-
-
-def build_samples(builder, catalog, item_ids, *, with_answer: bool, with_related: bool) -> tuple[list[Sample], dict[str, int]]:
-    """Samples for ``item_ids``; items that cannot form one (no input for the modality, empty
-    anchor, over budget) are skipped and counted by reason, never crash the loop."""
-    samples, skipped = [], {}
-    for iid in item_ids:
-        try:
-            samples.append(builder.build(catalog[iid], with_answer=with_answer, with_related=with_related))
-        except PromptError as exc:
-            reason = str(exc).split(":", 1)[-1].strip().split(";")[0][:60]
-            skipped[reason] = skipped.get(reason, 0) + 1
-    return samples, skipped
 
 
 def source_record(ws, samples: list[Sample]) -> dict:
@@ -371,7 +345,7 @@ def align(ws, modality_name: str, cfg: AlignConfig | None = None, *, force: bool
               "max_length": ws["max_length"]}
     if devices.manifest_entry() is not None:  # one process: the manifest is unchanged
         config["distributed"] = devices.manifest_entry()
-    inputs = {"dataset": ws.dir / "dataset", "encoder": ws.context.artifact_dir(modality_name)}
+    inputs = {"dataset": ws.dataset_dir, "encoder": ws.encoder_dir(modality_name)}
     init = None
     if cfg.init_from is not None:
         init = Path(cfg.init_from).expanduser().resolve()
@@ -434,12 +408,10 @@ def align(ws, modality_name: str, cfg: AlignConfig | None = None, *, force: bool
     if trainer.is_global_zero:
         prefix = f"projectors.{modality_name}."
         with atomic_dir(out, manifest) as tmp:
-            peft_model.save_pretrained(str(tmp), state_dict={
-                k.removeprefix("model."): v for k, v in state.items() if k.startswith("model.")})
-            if projector is not None:
-                save_file({k.removeprefix(prefix): v.detach().float().contiguous()
-                           for k, v in state.items() if k.startswith(prefix)}, str(tmp / "projector.safetensors"))
-            write_json(tmp / "modality.json", {
+            write_aligned_modality(
+                tmp, peft_model, {k.removeprefix("model."): v for k, v in state.items() if k.startswith("model.")},
+                None if projector is None else {k.removeprefix(prefix): v for k, v in state.items() if k.startswith(prefix)},
+                {
                 "modality": modality_name,
                 "placeholder": modality.placeholder,
                 "feature_dim": modality.feature_dim if projector is not None else None,
@@ -453,8 +425,7 @@ def align(ws, modality_name: str, cfg: AlignConfig | None = None, *, force: bool
                 "transferable": modality.transferable,
                 "sources": [source_record(ws, samples)],
                 **({"initialised_from": {"path": str(init), "sources": meta.get("sources")}} if init else {}),
-            })
-            write_text(tmp / CARD, model_card(read_json(tmp / "modality.json")))
+                })
     if trainer.world_size > 1:
         trainer.strategy.barrier("earec-align-written")  # no rank returns before the artifact exists
         _close_group(had_group)

@@ -1,19 +1,36 @@
-"""Loading what stage 1 wrote: a modality's projector and metadata, with compatibility checks."""
+"""Aligned-model folders, the artifact users share: their on-disk format (written and read here,
+side by side, like peft's ``save_pretrained``/``from_pretrained``), compatibility checks and model card.
+
+An **aligned modality** (stage 1, ``RUN/adapters/MODALITY``)::
+
+    adapter_model.safetensors + adapter_config.json   peft LoRA adapter (stock PeftModel.from_pretrained)
+    projector.safetensors                             the modality's projector (slot modalities only)
+    modality.json                                     dims, backbone fingerprint, recipe, sources, training log
+    README.md                                         model card
+
+A **composition** (stage 2a, ``RUN/compositions/NAME``): the merged peft adapter,
+``projectors/MODALITY.safetensors``, ``composition.json`` (λ, mode, and every modality's
+``modality.json`` under ``modality_meta``) and ``README.md``: self-contained as well.
+"""
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 from safetensors import SafetensorError, safe_open
-from safetensors.torch import load_file
+from safetensors.torch import load_file, save_file
 from torch import nn
 
-from .artifacts import read_json
+from .artifacts import read_json, write_json, write_text
 from .errors import ArtifactError
 from .modality import Modality
 
 
 ADAPTER_WEIGHTS = "adapter_model.safetensors"
+MODALITY_META = "modality.json"
+COMPOSITION_META = "composition.json"
+PROJECTOR = "projector.safetensors"
 _FINGERPRINT_KEYS = ("model_type", "hidden_size", "num_hidden_layers", "intermediate_size", "vocab_size",
                      "num_attention_heads", "num_key_value_heads")
 
@@ -77,9 +94,76 @@ def check_adapter(adapter_dir: Path, model: nn.Module, *, fingerprint: dict | No
                             f"but {shape[dim]} in the adapter; it was aligned on another base model / hidden size")
 
 
+def write_aligned_modality(folder: Path, peft_model, adapter_state: dict, projector_state: dict | None,
+                           meta: dict) -> None:
+    """Write an aligned modality into ``folder`` (a fresh temporary folder the caller swaps into
+    place): peft's adapter files from ``adapter_state`` (the peft model's state dict),
+    ``projector_state`` as float32 safetensors, ``meta`` as ``modality.json``, and the card."""
+    folder = Path(folder)
+    peft_model.save_pretrained(str(folder), state_dict=adapter_state)
+    if projector_state is not None:
+        save_file({k: v.detach().float().contiguous() for k, v in projector_state.items()}, str(folder / PROJECTOR))
+    write_json(folder / MODALITY_META, meta)
+    write_text(folder / CARD, model_card(read_json(folder / MODALITY_META)))
+
+
+def write_composition(folder: Path, peft_model, adapter_name: str, projectors: dict[str, Path], info: dict) -> None:
+    """Write a composition into ``folder``: the peft adapter ``adapter_name`` of ``peft_model``
+    (saved at the folder's top level), each modality's projector file copied to
+    ``projectors/M.safetensors``, ``info`` as ``composition.json``, and the card."""
+    folder = Path(folder)
+    peft_model.save_pretrained(str(folder), selected_adapters=[adapter_name])
+    (folder / "projectors").mkdir()
+    for m, path in projectors.items():
+        shutil.copy2(path, folder / "projectors" / f"{m}.safetensors")
+    write_json(folder / COMPOSITION_META, info)
+    write_text(folder / CARD, model_card(info))
+
+
+def is_model_folder(path: Path) -> bool:
+    """True if ``path`` is an aligned-model folder: an aligned modality or a composition, from any
+    run or anywhere on disk."""
+    path = Path(path)
+    return path.is_dir() and ((path / COMPOSITION_META).is_file() or (path / MODALITY_META).is_file())
+
+
+def folder_meta(folder: Path) -> dict:
+    """``composition.json`` of a composition, else ``modality.json`` (ArtifactError if neither)."""
+    folder = Path(folder)
+    if (folder / COMPOSITION_META).is_file():
+        return read_json(folder / COMPOSITION_META)
+    return read_modality_meta(folder)
+
+
+def folder_modalities(folder: Path) -> list[str]:
+    """The modalities of an aligned-model folder, in prompt order."""
+    meta = folder_meta(folder)
+    return meta["modalities"] if "modalities" in meta else [meta["modality"]]
+
+
+def modality_parts(folder: Path) -> dict[str, tuple[dict, Path]]:
+    """``{modality: (its modality.json, its projector file)}`` of an aligned-model folder.
+
+    A composition carries both for every modality; an older composition without
+    ``modality_meta`` falls back to the aligned modality folders it names under ``adapters``.
+    """
+    folder = Path(folder)
+    if (folder / COMPOSITION_META).is_file():
+        info = read_json(folder / COMPOSITION_META)
+        parts = {}
+        for m in info["modalities"]:
+            meta = (info.get("modality_meta") or {}).get(m)
+            if meta is None:
+                meta = read_modality_meta(Path(info["adapters"][m]))
+            parts[m] = (meta, folder / "projectors" / f"{m}.safetensors")
+        return parts
+    meta = read_modality_meta(folder)
+    return {meta["modality"]: (meta, folder / PROJECTOR)}
+
+
 def read_modality_meta(adapter_dir: Path) -> dict:
     """``modality.json`` of an aligned modality. Raises ArtifactError if it is missing."""
-    path = Path(adapter_dir) / "modality.json"
+    path = Path(adapter_dir) / MODALITY_META
     if not path.is_file():
         raise ArtifactError(f"{adapter_dir} is not an aligned modality (no modality.json); run `earec align` first")
     return read_json(path)

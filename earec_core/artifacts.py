@@ -72,8 +72,11 @@ def manifest_of(directory: Path, stage: str, config: dict, inputs: dict[str, Pat
 def _input_hash(folder: Path) -> str:
     if (folder / MANIFEST).is_file():
         return file_hash(folder / MANIFEST)
+    files = sorted(x for x in folder.rglob("*") if x.is_file()) if folder.is_dir() else []
+    if not files:  # an input stage that has not run: never vouch for it with the hash of nothing
+        raise FileNotFoundError(f"{folder / MANIFEST}: the input {folder} has not been written yet")
     h = hashlib.sha256()
-    for p in sorted(x for x in folder.rglob("*") if x.is_file()):
+    for p in files:
         h.update(f"{p.relative_to(folder)}:{file_hash(p)}".encode())
     return h.hexdigest()
 

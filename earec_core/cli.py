@@ -217,7 +217,7 @@ def prepare(ws):
     from .recommend import id_baseline
 
     console.print(ws.dataset.stats)
-    res = id_baseline(ws.context, ws["recommender"])
+    res = id_baseline(ws, ws["recommender"])
     console.print({"valid": res.valid, "test": res.test})
 
 
@@ -376,13 +376,13 @@ def recommend(ws, source, model, recommender):
     name = recommender or ws["recommender"]
     ws.registry.recommender(name)  # unknown name: a clear error before anything runs
     if source is None:
-        res = id_baseline(ws.context, name)
+        res = id_baseline(ws, name)
     else:
         from .embed import embed as run_embed
 
         out = run_embed(ws, source)
         label = out.name if name == ws["recommender"] else f"{out.name}@{name}"
-        res = on_embeddings(ws.context, out, name, label=label, options=ws["embedding_recommender_options"])
+        res = on_embeddings(ws, out, name, label=label, options=ws["embedding_recommender_options"])
     _print_metrics({f"{source or 'IDs'} ({name})": {"valid": res.valid, "test": res.test}})
 
 

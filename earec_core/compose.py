@@ -21,11 +21,10 @@ Every modality's encoder and projector is kept as is; projectors (and each modal
 from __future__ import annotations
 
 import math
-import shutil
 from pathlib import Path
 
-from .aligned import CARD, check_adapter, check_transfer, model_card, read_modality_meta
-from .artifacts import MANIFEST, atomic_dir, file_hash, is_current, manifest_of, read_json, write_json, write_text
+from .aligned import PROJECTOR, check_adapter, check_transfer, read_modality_meta, write_composition
+from .artifacts import MANIFEST, atomic_dir, file_hash, is_current, manifest_of, read_json
 from .errors import ArtifactError, CompositionError
 
 MODES = ("param", "delta", "svd")
@@ -155,11 +154,6 @@ def compose(ws, weights: dict[str, float], *, mode: str = "param", name: str | N
     except ValueError as exc:
         raise CompositionError(f"peft could not combine the adapters: {exc}") from None
     with atomic_dir(out, manifest) as tmp:
-        peft_model.save_pretrained(str(tmp), selected_adapters=[COMPOSED])
-        (tmp / "projectors").mkdir()
-        for m, d in dirs.items():
-            if (d / "projector.safetensors").is_file():
-                shutil.copy2(d / "projector.safetensors", tmp / "projectors" / f"{m}.safetensors")
         info = {
             "name": name, "mode": mode, "weights_given": weights, "weights": lambdas,
             "peft_combination": combination, "peft_weights": dict(zip(names, peft_weights)),
@@ -169,8 +163,8 @@ def compose(ws, weights: dict[str, float], *, mode: str = "param", name: str | N
             # each modality's own record (dimensions, recipe, sources), so the folder is self-contained
             "modality_meta": {m: {k: v for k, v in meta.items() if k != "train_log"} for m, meta in metas.items()},
         }
-        write_json(tmp / "composition.json", info)
-        write_text(tmp / CARD, model_card(info))
+        projectors = {m: d / PROJECTOR for m, d in dirs.items() if (d / PROJECTOR).is_file()}
+        write_composition(tmp, peft_model, COMPOSED, projectors, info)
     return out
 
 

@@ -26,12 +26,11 @@ from pathlib import Path
 
 import torch
 
-from .align import build_samples
 from .artifacts import atomic_dir, glob_escape, is_current, manifest_of
 from .embstore import EMBEDDINGS_FILE, load_embeddings, publish, read_shard, save_shard  # noqa: F401 (re-exported)
 from .errors import ArtifactError, EarecError
 from .model import AlignedModel, load_aligned, resolve
-from .prompt import collate, splice
+from .prompt import build_samples, collate, splice
 
 log = logging.getLogger(__name__)
 

@@ -128,3 +128,77 @@ def publish(tmp: Path, shards: list[Path], info: dict) -> None:
             os.replace(src, tmp / name)
         write_json(tmp / INDEX_FILE, {"files": names, **info})
     write_json(tmp / "info.json", {**info, "files": names})
+
+
+class ItemFeatures:
+    """An item-keyed feature table ``(n_items, *feature_shape)`` float32: the cache format of
+    encoders that fit or precompute per-item features (behaviour's ID item table, image or audio
+    features; any third-party encoder).  One safetensors file: the tensor plus the item ids (JSON
+    list) in the metadata ``item_ids``, like the embedding files above.
+
+    A plugin writes its cache in :meth:`Modality.prepare` with
+    ``ItemFeatures(ids, features).save(ctx.artifact_dir(name) / "features.safetensors")`` and
+    restores it in :meth:`Modality.load` with :meth:`load`; :meth:`rows` looks items up.
+    """
+
+    def __init__(self, item_ids: list[str], features: torch.Tensor):
+        if features.shape[0] != len(item_ids):
+            raise ValueError(f"{features.shape[0]} feature rows for {len(item_ids)} item ids")
+        self.item_ids = list(item_ids)
+        self.features = features
+        self._row = {iid: i for i, iid in enumerate(self.item_ids)}
+
+    def save(self, path: Path, *, tensor: str = "features") -> None:
+        """Write atomically (a temp file renamed into place), float32."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}-", dir=path.parent)
+        os.close(fd)
+        try:
+            save_file({tensor: self.features.float().contiguous()}, tmp, metadata={"item_ids": json.dumps(self.item_ids)})
+            os.replace(tmp, path)
+        except BaseException:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
+            raise
+
+    @classmethod
+    def load(cls, path: Path, *, tensor: str = "features", what: str = "item feature table", fix: str = "",
+             ndim: int | None = None) -> ItemFeatures:
+        """Read a table written by :meth:`save`.
+
+        Raises:
+            ArtifactError: naming ``path`` and ``what`` (with ``fix``, what to do): the file is
+                missing or unreadable, lacks ``item_ids``, has not one row per id (or not
+                ``ndim`` dimensions), or holds NaN/Inf.
+        """
+        path = Path(path)
+        hint = f"; {fix}" if fix else ""
+        if not path.is_file():
+            raise ArtifactError(f"{what} missing: {path}{hint}")
+        try:
+            with safe_open(str(path), framework="pt") as fh:
+                ids = json.loads((fh.metadata() or {})["item_ids"])
+                features = fh.get_tensor(tensor)
+        except Exception as exc:  # OSError, SafetensorError, missing metadata or tensor, bad JSON
+            raise ArtifactError(f"{path}: not a {what} (safetensors with tensor {tensor!r} and 'item_ids' metadata): "
+                                f"{type(exc).__name__}: {exc}{hint}") from None
+        if not isinstance(ids, list):
+            raise ArtifactError(f"{path}: 'item_ids' metadata is not a JSON list of ids{hint}")
+        if (ndim is not None and features.dim() != ndim) or features.shape[0] != len(ids):
+            raise ArtifactError(f"{path}: {what} shape {tuple(features.shape)} does not match {len(ids)} item ids{hint}")
+        if not torch.isfinite(features).all():
+            raise ArtifactError(f"{path}: {what} contains NaN/Inf{hint}")
+        return cls(ids, features)
+
+    def __contains__(self, item_id: str) -> bool:
+        return item_id in self._row
+
+    def rows(self, item_ids: list[str]) -> torch.Tensor:
+        """Features ``(len(item_ids), *feature_shape)`` of those items, in that order.  Raises
+        ArtifactError naming the first id the table lacks."""
+        missing = next((i for i in item_ids if i not in self._row), None)
+        if missing is not None:
+            raise ArtifactError(f"item {missing!r} is not in this feature table ({len(self.item_ids)} items); "
+                                "its encoder state belongs to another catalog: re-run prepare")
+        return self.features[[self._row[i] for i in item_ids]]

@@ -1,6 +1,6 @@
 """Explainability: generate the anchor from each modality and score it with ROUGE-L.
 
-For held-out items (never trained on, see :func:`earec_core.align.alignment_items`) the model
+For held-out items (never trained on, see :func:`earec_core.data.alignment_items`) the model
 generates greedily from each modality's prompt before alignment (backbone + fresh projector)
 and after (its own adapter), and from compositions (all their modalities); ROUGE-L F1
 (``rouge-score``, stemming on) against the anchor measures how well each modality "speaks" the
@@ -12,10 +12,10 @@ from __future__ import annotations
 import torch
 from rouge_score import rouge_scorer
 
-from .align import alignment_items, build_samples
+from .data import alignment_items
 from .artifacts import write_json, write_text
 from .model import AlignedModel, load_aligned
-from .prompt import collate, splice
+from .prompt import build_samples, collate, splice
 
 
 @torch.inference_mode()

@@ -11,16 +11,51 @@ are encoded by the LLM's own word embeddings: no encoder, no projector.
 from __future__ import annotations
 
 from abc import ABC
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, ClassVar
+from typing import ClassVar
 
 import torch
 from torch import nn
 
-if TYPE_CHECKING:
-    from .context import ModalityContext
-    from .data import Item
+from .data import Dataset, Item
+from .errors import EarecError
+
+
+@dataclass
+class ModalityContext:
+    """What :meth:`Modality.prepare` may use: data, its own folder, and injected services.
+
+    Attributes:
+        dataset: the filtered, split dataset (use ``dataset.splits.train`` only for fitting).
+        encoders_dir: the run's folder of fitted encoder states (``RUN/encoders``); a modality writes
+            only under its own :meth:`artifact_dir`.
+        seed: the run's seed.
+        progress: whether long work may show progress bars.
+        item_tables: the service behind :meth:`id_item_table`, injected by the run (the workspace
+            trains the ID recommender); ``None`` where no recommender is available.
+    """
+
+    dataset: Dataset
+    encoders_dir: Path
+    seed: int = 0
+    progress: bool = True
+    item_tables: Callable[[str], torch.Tensor] | None = field(default=None, repr=False)
+
+    def artifact_dir(self, modality: str) -> Path:
+        """Where modality ``modality`` keeps its fitted encoder state (``RUN/encoders/MODALITY``)."""
+        return self.encoders_dir / modality
+
+    def id_item_table(self, recommender: str = "sasrec") -> torch.Tensor:
+        """Item table ``(n_items + 1, d)`` of an ID-based ``recommender`` trained on the training split
+        (validation for early stopping; the test split is never read).  Trained once per run.
+
+        Raises EarecError if this context was built without an item-table service."""
+        if self.item_tables is None:
+            raise EarecError("this modality context has no ID recommender to train (item_tables=None); "
+                             "run the modality through a Workspace")
+        return self.item_tables(recommender)
 
 
 @dataclass
@@ -43,6 +78,8 @@ class Modality(ABC):
         name: the user-facing key (``earec align --modality NAME``).
         placeholder: slot marker in prompt text (e.g. ``"<behavior>"``), or ``None`` for text.
         description: one line for ``earec plugins``.
+        code: short code in result labels (``EARec_TB``: text + behaviour); default the name's
+            first letter, upper-cased.  Declare one when that would collide (``video`` vs ``vision``).
         transferable: whether an adapter + projector aligned on one dataset may be applied to another
             (``True`` for encoders that do not depend on the catalog, e.g. text or a pretrained image
             encoder; ``False`` when ``prepare`` fits the encoder to the dataset's own item ids, as the
@@ -57,6 +94,12 @@ class Modality(ABC):
     placeholder: ClassVar[str | None] = None
     description: ClassVar[str] = ""
     transferable: ClassVar[bool] = True
+    code: ClassVar[str] = ""
+
+    @classmethod
+    def label_code(cls) -> str:
+        """:attr:`code`, or the name's first letter upper-cased."""
+        return cls.code or cls.name[:1].upper()
 
     def __init__(self, **options):
         self.options = options

@@ -8,8 +8,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from .aligned import check_adapter, check_transfer, load_projector, read_modality_meta
-from .artifacts import read_json
+from .aligned import (check_adapter, check_transfer, folder_meta, folder_modalities, is_model_folder, load_projector,
+                      modality_parts)
 from .errors import ArtifactError
 from .modality import Modality
 
@@ -22,12 +22,6 @@ class AlignedModel:
     modalities: dict[str, Modality]
     projectors: dict[str, nn.Module]
     source: str
-
-
-def is_model_folder(path: Path) -> bool:
-    """True if ``path`` is an aligned-model folder: an aligned modality (``modality.json``) or a
-    composition (``composition.json``), from any run or anywhere on disk."""
-    return path.is_dir() and ((path / "composition.json").is_file() or (path / "modality.json").is_file())
 
 
 def resolve(ws, source: str) -> tuple[Path | None, list[str]]:
@@ -45,50 +39,24 @@ def resolve(ws, source: str) -> tuple[Path | None, list[str]]:
         if not is_model_folder(path):
             raise ArtifactError(f"{source} is not an aligned-model folder (it needs composition.json or modality.json: "
                                 "a RUN/adapters/MODALITY or RUN/compositions/NAME folder)")
-        return path.resolve(), _modalities(path)
+        return path.resolve(), folder_modalities(path)
     comp = ws.composition_dir(source)
-    if not (comp / "composition.json").is_file() and "+" in source:
+    if not is_model_folder(comp) and "+" in source:
         # "behavior+text" finds the composition named "text+behavior" (same modalities)
         wanted = sorted(source.split("+"))
         for cand in (ws.dir / "compositions").glob("*+*"):
-            if sorted(cand.name.split("+")) == wanted and (cand / "composition.json").is_file():
+            if sorted(cand.name.split("+")) == wanted and is_model_folder(cand):
                 comp = cand
                 break
-    if (comp / "composition.json").is_file():
-        return comp, _modalities(comp)
+    if is_model_folder(comp):
+        return comp, folder_modalities(comp)
     adapter = ws.adapter_dir(source)
-    if (adapter / "modality.json").is_file():
+    if is_model_folder(adapter):
         return adapter, [source]
     known = sorted(p.name for sub in ("compositions", "adapters") for p in (ws.dir / sub).glob("*")
                    if p.is_dir() and not p.name.startswith("."))
     raise ArtifactError(f"no composition or aligned modality named {source!r} in {ws.dir} (found: {known or 'none'}); "
                         "a path to an aligned-model folder also works")
-
-
-def _modalities(folder: Path) -> list[str]:
-    if (folder / "composition.json").is_file():
-        return read_json(folder / "composition.json")["modalities"]
-    return [read_modality_meta(folder)["modality"]]
-
-
-def modality_parts(folder: Path) -> dict[str, tuple[dict, Path]]:
-    """``{modality: (its modality.json, its projector file)}`` of an aligned-model folder.
-
-    A composition carries both for every modality (``modality_meta`` in ``composition.json``,
-    ``projectors/M.safetensors``), so it is self-contained; an older composition without
-    ``modality_meta`` falls back to the aligned modality folders it names under ``adapters``.
-    """
-    if (folder / "composition.json").is_file():
-        info = read_json(folder / "composition.json")
-        parts = {}
-        for m in info["modalities"]:
-            meta = (info.get("modality_meta") or {}).get(m)
-            if meta is None:
-                meta = read_modality_meta(Path(info["adapters"][m]))
-            parts[m] = (meta, folder / "projectors" / f"{m}.safetensors")
-        return parts
-    meta = read_modality_meta(folder)
-    return {meta["modality"]: (meta, folder / "projector.safetensors")}
 
 
 def load_aligned(ws, source: str, *, seed: int = 0) -> AlignedModel:
@@ -110,8 +78,7 @@ def load_aligned(ws, source: str, *, seed: int = 0) -> AlignedModel:
     modalities = {m: ws.modality(m) for m in names}
     model = ws.base_model()
     if adapter is not None:
-        meta = adapter / ("composition.json" if (adapter / "composition.json").is_file() else "modality.json")
-        check_adapter(adapter, model, fingerprint=read_json(meta).get("base_config"))
+        check_adapter(adapter, model, fingerprint=folder_meta(adapter).get("base_config"))
         try:
             model = PeftModel.from_pretrained(model, str(adapter)).merge_and_unload()
         except (RuntimeError, ValueError) as exc:

@@ -62,9 +62,15 @@ class StageTimer:
         return result
 
 
-def label_for(modalities) -> str:
-    """Paper naming: EARec_T, EARec_TB, EARec_TVB … from the modalities' initials."""
-    return "EARec_" + "".join(sorted((m[0].upper() for m in modalities), key="TVBA".find))
+PAPER_ORDER = "TVBA"  # the paper's label order of its codes: text, vision, behaviour, audio
+
+
+def label_for(registry, modalities) -> str:
+    """Paper naming: EARec_T, EARec_TB, EARec_TVB … from each modality's declared code
+    (:meth:`Modality.label_code`), in the paper's order; other codes follow in the given order."""
+    codes = [registry.modality(m).label_code() for m in modalities]
+    known = sorted((c for c in codes if c in PAPER_ORDER), key=PAPER_ORDER.find)
+    return "EARec_" + "".join(known + [c for c in codes if c not in PAPER_ORDER])
 
 
 def results_markdown(results: dict) -> str:
@@ -103,7 +109,7 @@ def run_all(ws, cfg: RunConfig, console: Console | None = None) -> dict:
         lambdas = None  # chosen on validation below
 
     models: dict = {}
-    base = stage("ID SASRec (baseline + behaviour encoder)", id_baseline, ws.context, ws["recommender"])
+    base = stage("ID SASRec (baseline + behaviour encoder)", id_baseline, ws, ws["recommender"])
     models["ID SASRec"] = {"valid": base.valid, "test": base.test}
     for m in cfg.modalities:
         stage(f"align {m}", align, ws, m, cfg.align)
@@ -130,9 +136,9 @@ def run_all(ws, cfg: RunConfig, console: Console | None = None) -> dict:
     embed_sources = [cfg.modalities[0], comp_name] if len(cfg.modalities) > 1 else [cfg.modalities[0]]
     for src in embed_sources:
         mods = src.split("+")
-        label = label_for(mods)
+        label = label_for(ws.registry, mods)
         out = stage(f"embed {label}", embed, ws, src, batch_size=cfg.embed_batch_size, precision=cfg.embed_precision)
-        res = stage(f"recommend {label}", on_embeddings, ws.context, out, ws["recommender"], label=label,
+        res = stage(f"recommend {label}", on_embeddings, ws, out, ws["recommender"], label=label,
                     options=ws["embedding_recommender_options"])
         models[label] = {"valid": res.valid, "test": res.test}
 

@@ -18,6 +18,8 @@ import pluggy
 
 from . import hookspecs
 from .errors import ModalityNotFound, PluginError, RecommenderNotFound
+from .modality import Modality
+from .recommender import Recommender
 
 log = logging.getLogger(__name__)
 
@@ -187,9 +189,6 @@ def registry() -> Registry:
     A name registered twice keeps the first registration; the second is reported in
     ``Registry.problems`` (and logged), never silently replacing the first.
     """
-    from .modality import Modality
-    from .recommender import Recommender
-
     pm = plugin_manager()
     reg = Registry()
 

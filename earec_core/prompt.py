@@ -290,3 +290,16 @@ def splice(
             raise EarecError(f"projector of {name!r} outputs width {proj.shape[-1]}, the LLM expects {hidden}")
         flat = flat.index_put((positions.to(flat.device),), proj.reshape(-1, hidden).to(flat.dtype))
     return flat.reshape(b, length, hidden)
+
+
+def build_samples(builder, catalog, item_ids, *, with_answer: bool, with_related: bool) -> tuple[list[Sample], dict[str, int]]:
+    """Samples for ``item_ids``; items that cannot form one (no input for the modality, empty
+    anchor, over budget) are skipped and counted by reason, never crash the loop."""
+    samples, skipped = [], {}
+    for iid in item_ids:
+        try:
+            samples.append(builder.build(catalog[iid], with_answer=with_answer, with_related=with_related))
+        except PromptError as exc:
+            reason = str(exc).split(":", 1)[-1].strip().split(";")[0][:60]
+            skipped[reason] = skipped.get(reason, 0) + 1
+    return samples, skipped

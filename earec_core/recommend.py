@@ -11,6 +11,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from .artifacts import atomic_dir, is_current, manifest_of, read_json, write_json
+from .embstore import load_embeddings
 from .errors import DataError, EarecError
 from .metrics import DEFAULT_KS, evaluate
 from .plugins import Registry, code_fingerprint
@@ -123,23 +124,24 @@ def seed_label(label: str, seed: int, run_seed: int) -> str:
     return label if seed == run_seed else f"{label}~seed{seed}"
 
 
-def id_baseline(ctx, name: str = "sasrec", *, need_ranks: bool = False, seed: int | None = None) -> RecResult:
-    """The ID-based recommender of the run (the "ID SASRec" baseline and the behaviour encoder),
-    trained once and cached under ``run_dir/recommend/id-NAME``; with another ``seed`` than the
+def id_baseline(ws, name: str = "sasrec", *, need_ranks: bool = False, seed: int | None = None) -> RecResult:
+    """The ID-based recommender of the run ``ws`` (a :class:`~earec_core.workspace.Workspace`; the
+    "ID SASRec" baseline and the behaviour encoder), trained once and cached under ``RUN/recommend/id-NAME``; with another ``seed`` than the
     run's, under ``id-NAME~seedN`` (the behaviour encoder always uses the run's seed)."""
-    seed = ctx.seed if seed is None else seed
-    directory = ctx.run_dir / "recommend" / seed_label(f"id-{name}", seed, ctx.seed)
+    splits = ws.dataset.splits  # loads the dataset first: its manifest is an input of this stage
+    seed = ws["seed"] if seed is None else seed
+    directory = ws.recommend_dir(seed_label(f"id-{name}", seed, ws["seed"]))
     manifest = manifest_of(
-        directory, "recommend", {"recommender": name, "options": ctx.recommender_options, "seed": seed,
-                                 "plugin": code_fingerprint(ctx.registry.recommender(name))},
-        {"dataset": ctx.run_dir / "dataset"},
+        directory, "recommend", {"recommender": name, "options": ws["recommender_options"], "seed": seed,
+                                 "plugin": code_fingerprint(ws.registry.recommender(name))},
+        {"dataset": ws.dataset_dir},
     )
     return _cached(
         directory,
         manifest,
         lambda: train_and_evaluate(
-            ctx.registry, name, ctx.dataset.splits, None,
-            options=ctx.recommender_options, seed=seed, progress=ctx.progress,
+            ws.registry, name, splits, None,
+            options=ws["recommender_options"], seed=seed, progress=ws.progress,
         ),
         need_ranks=need_ranks,
     )
@@ -181,34 +183,34 @@ def transform_features(table: torch.Tensor, how: str = "whiten", eps: float = 1e
     return (centred @ vh[keep].T / scale).float()
 
 
-def on_embeddings(ctx, embeddings_dir: Path, name: str = "sasrec", label: str | None = None, options: dict | None = None,
+def on_embeddings(ws, embeddings_dir: Path, name: str = "sasrec", label: str | None = None, options: dict | None = None,
                   *, need_ranks: bool = False, seed: int | None = None) -> RecResult:
     """Train recommender ``name`` on frozen item embeddings from ``embeddings_dir`` (see
-    :mod:`earec_core.embed`), cached under ``run_dir/recommend/LABEL`` (``LABEL~seedN`` for a
+    :mod:`earec_core.embed`) for the run ``ws``, cached under ``RUN/recommend/LABEL`` (``LABEL~seedN`` for a
     ``seed`` other than the run's).
 
     ``options`` may hold ``feature_transform`` (see :func:`transform_features`; taken out before
     the rest reach the recommender).
     """
-    from .embed import load_embeddings
 
-    seed = ctx.seed if seed is None else seed
+    ws.dataset  # loads the dataset first: its manifest is an input of this stage
+    seed = ws["seed"] if seed is None else seed
     label = label or embeddings_dir.name
-    directory = ctx.run_dir / "recommend" / seed_label(label, seed, ctx.seed)
-    opts = {**ctx.recommender_options, **(options or {})}
+    directory = ws.recommend_dir(seed_label(label, seed, ws["seed"]))
+    opts = {**ws["recommender_options"], **(options or {})}
     manifest = manifest_of(
         directory, "recommend", {"recommender": name, "options": opts, "seed": seed,
-                                 "plugin": code_fingerprint(ctx.registry.recommender(name))},
-        {"dataset": ctx.run_dir / "dataset", "embeddings": embeddings_dir},
+                                 "plugin": code_fingerprint(ws.registry.recommender(name))},
+        {"dataset": ws.dataset_dir, "embeddings": embeddings_dir},
     )
     rec_opts = dict(opts)
     how = check_feature_transform(rec_opts.pop("feature_transform", "none"))  # before any work
 
     def compute():
-        table = transform_features(load_embeddings(embeddings_dir, ctx.dataset.catalog.ids), how)
+        table = transform_features(load_embeddings(embeddings_dir, ws.dataset.catalog.ids), how)
         padded = torch.cat([torch.zeros(1, table.shape[1]), table])
         return train_and_evaluate(
-            ctx.registry, name, ctx.dataset.splits, padded, options=rec_opts, seed=seed, progress=ctx.progress,
+            ws.registry, name, ws.dataset.splits, padded, options=rec_opts, seed=seed, progress=ws.progress,
         )
 
     return _cached(directory, manifest, compute, need_ranks=need_ranks)

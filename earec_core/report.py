@@ -149,7 +149,7 @@ def cached_generations(ws, sources: dict[str, str], items: list[str], *, max_new
         if adapter is not None:
             inputs[f"source:{src}"] = adapter
         for m in names:
-            enc = ws.context.artifact_dir(m)
+            enc = ws.encoder_dir(m)
             if (enc / "manifest.json").is_file():
                 inputs[f"encoder:{m}"] = enc
             if (ws.adapter_dir(m) / "manifest.json").is_file():
@@ -247,7 +247,7 @@ def make_report(ws, *, item_id: str | None = None, weights: dict[str, float] | N
 
     Raises EarecError if nothing is aligned in the run, or ``item_id`` is not in the catalog.
     """
-    from .align import alignment_items
+    from .data import alignment_items
     from .embed import embed
     from .explain import rouge_l
     from .recommend import RANKS_FILES, id_baseline, load_ranks, on_embeddings
@@ -266,7 +266,7 @@ def make_report(ws, *, item_id: str | None = None, weights: dict[str, float] | N
     else:
         weights, weights_source = {}, "equal (no results.json)"
     lambdas = {m: float(weights.get(m, 1.0 / len(mods))) for m in mods}
-    ctx, rec = ws.context, ws["recommender"]
+    rec = ws["recommender"]
     emb_opts = ws["embedding_recommender_options"]
     catalog = ws.dataset.catalog
     notes: list[str] = []
@@ -287,18 +287,18 @@ def make_report(ws, *, item_id: str | None = None, weights: dict[str, float] | N
             return rec_results[label]
         log(f"report: {label} <- {source}")
         emb = embed(ws, source, precision=embed_precision)
-        res = on_embeddings(ctx, emb, rec, label=label, options=emb_opts, need_ranks=True)
+        res = on_embeddings(ws, emb, rec, label=label, options=emb_opts, need_ranks=True)
         return record(label, res, ws.dir / "recommend" / label, embeddings=_rel(ws, emb), source_name=source,
                       composition=(_rel(ws, ws.composition_dir(source) / "composition.json")
                                    if (ws.composition_dir(source) / "composition.json").is_file() else None))
 
     # Table 2 ------------------------------------------------------------------------------------
     log("report: ID SASRec")
-    base = id_baseline(ctx, rec, need_ranks=True)
+    base = id_baseline(ws, rec, need_ranks=True)
     baselines = [record("ID SASRec", base, ws.dir / "recommend" / f"id-{rec}")]
     try:
         sent = sentence_embeddings(ws, text_encoder)
-        res = on_embeddings(ctx, sent, rec, label="SASRec_T", options=emb_opts, need_ranks=True)
+        res = on_embeddings(ws, sent, rec, label="SASRec_T", options=emb_opts, need_ranks=True)
         baselines.append(record("SASRec_T", res, ws.dir / "recommend" / "SASRec_T", embeddings=_rel(ws, sent),
                                 encoder=str(read_json(sent / "info.json")["source"])))
     except (EarecError, OSError, ImportError, ValueError) as exc:
@@ -307,8 +307,8 @@ def make_report(ws, *, item_id: str | None = None, weights: dict[str, float] | N
     first = "text" if "text" in mods else mods[0]
     others = [m for m in mods if m != first]
     subsets = [[first, *c] for n in range(len(others) + 1) for c in itertools.combinations(others, n)]
-    subsets.sort(key=lambda s: (len(s), label_for(s)))
-    earec_rows = [earec_row(label_for(s), composition_for(ws, s, lambdas, mode)) for s in subsets]
+    subsets.sort(key=lambda s: (len(s), label_for(ws.registry, s)))
+    earec_rows = [earec_row(label_for(ws.registry, s), composition_for(ws, s, lambdas, mode)) for s in subsets]
 
     def best_of(rows):
         return max(rows, key=lambda r: r["valid"]["NDCG@10"]) if rows else None
@@ -323,13 +323,13 @@ def make_report(ws, *, item_id: str | None = None, weights: dict[str, float] | N
                             "sources": [best_e["ranks"], best_b["ranks"]], **paired_ttest(a, b)}
 
     # Table 3 ------------------------------------------------------------------------------------
-    full_label = label_for(mods)
+    full_label = label_for(ws.registry, mods)
     full_source = composition_for(ws, mods, lambdas, mode)
     ablation = [dict(earec_row(full_label, full_source), variant="full")]
     if len(mods) > 1:
         for m in mods:
             rest = [x for x in mods if x != m]
-            row = earec_row(label_for(rest), composition_for(ws, rest, lambdas, mode))
+            row = earec_row(label_for(ws.registry, rest), composition_for(ws, rest, lambdas, mode))
             ablation.append(dict(row, variant=f"w/o {m}"))
     noalign = earec_row(f"{full_label}-noalign", "base:" + ",".join(mods))
     ablation.append(dict(noalign, variant="w/o alignment"))

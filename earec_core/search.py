@@ -118,7 +118,7 @@ def search_weights(ws, modalities: Sequence[str] | None = None, *, step: float =
     Raises:
         CompositionError / EarecError: bad grid, unknown criterion, a modality not aligned.
     """
-    from .align import alignment_items
+    from .data import alignment_items
     from .compose import compose, normalise_weights
     from .embed import embed
     from .explain import generate, rouge_l
@@ -180,7 +180,7 @@ def search_weights(ws, modalities: Sequence[str] | None = None, *, step: float =
             row["sources"]["valid_rougeL"] = f"{SEARCH_DIR}/sweep.json"
         if "ndcg" in criteria:
             emb = embed(ws, name, batch_size=embed_batch_size, precision=precision)
-            res = on_embeddings(ws.context, emb, ws["recommender"], label=emb.name, options=rec_opts)
+            res = on_embeddings(ws, emb, ws["recommender"], label=emb.name, options=rec_opts)
             row["valid"], row["test"] = res.valid, res.test
             row["sources"]["valid"] = row["sources"]["test"] = f"recommend/{emb.name}/metrics.json"
             row["embeddings"] = _rel(ws, emb)

@@ -116,16 +116,16 @@ def target_popularity(splits) -> torch.Tensor:
 
 def _train(ws, row: Row, seed: int, embeddings: dict) -> tuple[dict, torch.Tensor]:
     """Fit (or reuse) ``row`` with ``seed``; returns its result dict and per-user test ranks."""
-    ctx, rec = ws.context, ws["recommender"]
+    rec = ws["recommender"]
     if row.source is None:
-        res = id_baseline(ctx, rec, need_ranks=True, seed=seed)
+        res = id_baseline(ws, rec, need_ranks=True, seed=seed)
     else:
         key = (row.source, row.anchor, row.layers)
         if key not in embeddings:
             embeddings[key] = (sentence_embeddings(ws) if row.source == "minilm"
                                else embed(ws, row.source, anchor=row.anchor, layers=row.layers))
         opts = {**ws["embedding_recommender_options"], **row.options}
-        res = on_embeddings(ctx, embeddings[key], rec, label=row.label, options=opts, need_ranks=True, seed=seed)
+        res = on_embeddings(ws, embeddings[key], rec, label=row.label, options=opts, need_ranks=True, seed=seed)
     return {"valid": res.valid, "test": res.test, "seconds": res.seconds}, res.test_ranks
 
 

@@ -23,11 +23,11 @@ from typing import Any
 
 from .artifacts import atomic_dir, file_hash, is_current, manifest_of, read_json, write_bytes, write_json
 from .backbone import DEFAULT_LLM, load_tokenizer, resolve_llm
-from .context import ModalityContext
 from .data import SHIPPED_DATASETS, Dataset, default_dataset_dir, load_dataset
 from .errors import EarecError
-from .modality import Modality
+from .modality import Modality, ModalityContext
 from .plugins import Registry, code_fingerprint, registry
+from .recommend import id_baseline
 
 DEFAULTS: dict[str, Any] = {
     "dataset": "ml-100k",
@@ -139,7 +139,7 @@ class Workspace:
         cfg = {"source": str(source), "files": files, "k_core": self["k_core"], "n_related": self["n_related"],
                "anchor_field": self["anchor_field"], **inductive}
         manifest = {"stage": "dataset", "config": cfg, "inputs": {}}
-        directory = self.dir / "dataset"
+        directory = self.dataset_dir
         if not is_current(directory, manifest):
             self._refuse_dataset_change(directory, cfg)
             with atomic_dir(directory, manifest) as tmp:
@@ -172,7 +172,7 @@ class Workspace:
         ds = self.dataset  # writes RUN/dataset/manifest.json when it is new
         return {"name": ds.name, "source": str(self._dataset_source()), "items": ds.stats.get("items"),
                 "users": ds.stats.get("users"), "interactions": ds.stats.get("interactions"),
-                "fingerprint": file_hash(self.dir / "dataset" / "manifest.json")}
+                "fingerprint": file_hash(self.dataset_dir / "manifest.json")}
 
     @functools.cached_property
     def registry(self) -> Registry:
@@ -180,10 +180,9 @@ class Workspace:
 
     @functools.cached_property
     def context(self) -> ModalityContext:
-        return ModalityContext(
-            dataset=self.dataset, run_dir=self.dir, registry=self.registry, seed=self["seed"],
-            progress=self.progress, recommender_options=self["recommender_options"],
-        )
+        return ModalityContext(dataset=self.dataset, encoders_dir=self.dir / "encoders", seed=self["seed"],
+                               progress=self.progress,
+                               item_tables=lambda name: id_baseline(self, name).item_table)
 
     # -- modalities ------------------------------------------------------------------------------
     def modality(self, name: str) -> Modality:
@@ -192,13 +191,14 @@ class Workspace:
         Raises ModalityNotFound for an unregistered name.
         """
         cls = self.registry.modality(name)
+        self.dataset  # loads the dataset and writes RUN/dataset/manifest.json, an input of the encoder
         options = self["modality_options"].get(name, {})
         modality = cls(**options)
-        directory = self.context.artifact_dir(name)
+        directory = self.encoder_dir(name)
         # the plugin's code is part of the config: an edited encoder makes everything built on it stale
         manifest = manifest_of(directory, "encoder", {"modality": name, "options": options, "seed": self["seed"],
                                                       "plugin": code_fingerprint(cls)},
-                               {"dataset": self.dir / "dataset"})
+                               {"dataset": self.dataset_dir})
         if is_current(directory, manifest):
             modality.load(directory)
             return modality
@@ -233,7 +233,20 @@ class Workspace:
         return PromptBuilder(self.tokenizer, modalities, max_length=self["max_length"],
                              anchor_in_prompt=anchor_in_prompt)
 
-    # -- paths -------------------------------------------------------------------------------------
+    # -- paths: every folder of the run is named here ----------------------------------------------
+    @property
+    def dataset_dir(self) -> Path:
+        return self.dir / "dataset"
+
+    def encoder_dir(self, modality: str) -> Path:
+        return self.dir / "encoders" / modality  # = the modality context's artifact_dir(modality)
+
+    def recommend_dir(self, label: str) -> Path:
+        return self.dir / "recommend" / label
+
+    def study_dir(self, name: str | None = None) -> Path:
+        return self.dir / ("study" if not name else f"study-{name}")
+
     def adapter_dir(self, modality: str) -> Path:
         return self.dir / "adapters" / modality
 

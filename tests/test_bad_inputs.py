@@ -111,7 +111,8 @@ class Env:
 
     # alignment samples of the text modality, run through the tiny LLM's loss
     def align_samples(self, ds, item_ids):
-        from earec_core.align import anchor_loss, build_samples
+        from earec_core.align import anchor_loss
+        from earec_core.prompt import build_samples
         from earec_core.backbone import load_tokenizer
         from earec_core.prompt import PromptBuilder, collate
         from earec_text import TextModality

@@ -8,7 +8,7 @@ import lightning as L
 import pytest
 import torch
 
-from earec_core.align import alignment_items
+from earec_core.data import alignment_items
 from earec_core.data import load_dataset
 from earec_core.data.sequences import hold_out_new_items, leave_one_out
 from earec_core.errors import DataError

@@ -8,7 +8,8 @@ import json
 import pytest
 from click.testing import CliRunner
 
-from earec_core.align import AlignConfig, align, alignment_items
+from earec_core.align import AlignConfig, align
+from earec_core.data import alignment_items
 from earec_core.cli import cli
 from earec_core.errors import CompositionError, EarecError
 from earec_core.search import candidate_name, search_weights, simplex_grid

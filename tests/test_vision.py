@@ -17,7 +17,7 @@ import torch
 pytest.importorskip("PIL")
 from PIL import Image  # noqa: E402
 
-from earec_core.context import ModalityContext  # noqa: E402
+from earec_core.modality import ModalityContext  # noqa: E402
 from earec_core.data import load_dataset, resolve_media_path  # noqa: E402
 from earec_core.errors import DataError, EarecError  # noqa: E402
 from earec_core.prompt import IGNORE_INDEX, PromptBuilder, PromptError, collate  # noqa: E402
@@ -61,7 +61,7 @@ def shop():
 
 def prepare(dataset, run_dir: Path, **options) -> tuple[VisionModality, dict]:
     modality = VisionModality(**options)
-    facts = modality.prepare(ModalityContext(dataset=dataset, run_dir=run_dir, registry=None))
+    facts = modality.prepare(ModalityContext(dataset=dataset, encoders_dir=run_dir / "encoders"))
     return modality, facts
 
 

@@ -3,39 +3,19 @@
 from __future__ import annotations
 
 import importlib.util
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import DataError
-from ..recommender import SequenceSplits
 from .atomic import read_atomic
-from .catalog import Catalog, Item
+from .catalog import Catalog, Item, alignment_items
+from .dataset import Dataset
 from .paths import resolve_media_path
 from .sequences import (Interaction, hold_out_new_items, k_core, leave_one_out, related_items, sparse_training,
                         user_sequences)
+from .unisrec import is_unisrec_dir, load_unisrec
 
 __all__ = ["Catalog", "Dataset", "Item", "load_dataset", "load_recbole_atomic", "default_dataset_dir", "SHIPPED_DATASETS",
-           "resolve_media_path", "guess_anchor_field"]
-
-
-@dataclass
-class Dataset:
-    """A filtered, split dataset ready for every stage.
-
-    Attributes:
-        name: dataset name (file stem).
-        catalog: surviving items in index order (index = position + 1).
-        users: user ids, in the order of ``splits`` rows.
-        splits: leave-one-out splits over 1-based item indices.
-        stats: counts before/after filtering, for reports.
-    """
-
-    name: str
-    catalog: Catalog
-    users: list[str]
-    splits: SequenceSplits
-    stats: dict[str, int] = field(default_factory=dict)
-    directory: Path | None = None  # the dataset folder; relative media paths resolve against it
+           "resolve_media_path", "guess_anchor_field", "alignment_items"]
 
 
 SHIPPED_DATASETS = {
@@ -193,8 +173,6 @@ def load_dataset(source: str | Path | None = None, **options) -> Dataset:
     path = Path(source)
     if not path.is_dir():
         raise DataError(f"dataset folder not found: {path}")
-    from .unisrec import is_unisrec_dir, load_unisrec
-
     if not (path / f"{path.name}.inter").is_file() and is_unisrec_dir(path):
         return load_unisrec(path, **options)  # RecBole/UniSRec benchmark layout: splits as given
     return load_recbole_atomic(path, **options)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
@@ -68,3 +69,15 @@ class Catalog:
     def ids(self) -> list[str]:
         """Item ids in index order (row ``i`` of an embedding table is ``ids[i - 1]``)."""
         return [it.id for it in self.items]
+
+
+def alignment_items(catalog: Catalog, seed: int, holdout: int, max_items: int | None) -> tuple[list[str], list[str]]:
+    """``(train_ids, holdout_ids)``: a seeded shuffle of items with a non-empty anchor; the first
+    ``holdout`` are never trained on (explainability is scored on them), the next ``max_items``
+    (all if ``None``) are the alignment samples.  Same for every modality of a run.  New items of
+    an inductive split (``catalog.unseen``) are never alignment samples (they may be held out)."""
+    ids = [it.id for it in catalog if it.anchor.strip()]
+    random.Random(seed).shuffle(ids)
+    held, rest = ids[:holdout], ids[holdout:]
+    rest = [i for i in rest if i not in catalog.unseen]
+    return (rest if max_items is None else rest[:max_items]), held

@@ -29,6 +29,7 @@ from ..errors import ArtifactError, DataError
 from ..recommender import SequenceSplits
 from .atomic import read_atomic
 from .catalog import Catalog, Item
+from .dataset import Dataset
 from .sequences import related_items
 
 SPLITS = ("train", "valid", "test")
@@ -95,7 +96,7 @@ def _train_sequence(rows: list[tuple[list[str], str]]) -> list[str] | None:
     return seq
 
 
-def load_unisrec(directory: str | Path, name: str | None = None, *, n_related: int = 3, **_ignored) -> "Dataset":
+def load_unisrec(directory: str | Path, name: str | None = None, *, n_related: int = 3, **_ignored) -> Dataset:
     """Import a UniSRec-layout dataset (see the module docstring) with its splits as given.
 
     Catalog order is the ``item2index`` order, so EARec item index = UniSRec index + 1.  Anchors
@@ -107,7 +108,6 @@ def load_unisrec(directory: str | Path, name: str | None = None, *, n_related: i
     if _ignored.get("new_items") or _ignored.get("train_users", 1.0) < 1:
         raise DataError(f"{directory}: --new-items/--train-users are not supported for the UniSRec layout "
                         "(its splits are given)")
-    from . import Dataset
 
     directory = Path(directory)
     name = name or directory.name

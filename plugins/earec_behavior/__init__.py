@@ -5,13 +5,12 @@ reference).  Related items ("often consumed together", from training sequences) 
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file, save_file
 
 from earec_core import hookimpl
+from earec_core.embstore import ItemFeatures
 from earec_core.errors import ArtifactError
 from earec_core.modality import Fragment, Modality
 
@@ -25,24 +24,21 @@ class BehaviorModality(Modality):
     """
 
     name = "behavior"
+    code = "B"
     placeholder = "<behavior>"
     transferable = False  # the encoder is this dataset's ID item table: align it again on each target
     description = "ID-recommender item embedding + related items, 2-layer MLP projector"
 
     def __init__(self, **options):
         super().__init__(**options)
-        self._table: torch.Tensor | None = None
-        self._row: dict[str, int] = {}
+        self._table: ItemFeatures | None = None
 
     def prepare(self, ctx) -> dict:
         table = ctx.id_item_table(self.options.get("recommender", "sasrec"))
-        ids = ctx.dataset.catalog.ids
-        directory = ctx.artifact_dir(self.name)
-        directory.mkdir(parents=True, exist_ok=True)
-        # row i of the stored table is ids[i]; the padding row is dropped
-        save_file({"table": table[1:].contiguous().float()}, str(directory / TABLE_FILE), metadata={"item_ids": json.dumps(ids)})
-        self.load(directory)
-        return {"items": len(ids), "dim": int(table.shape[1])}
+        # row i of the ID table is catalog item i (1-based); the padding row 0 is dropped
+        ItemFeatures(ctx.dataset.catalog.ids, table[1:]).save(ctx.artifact_dir(self.name) / TABLE_FILE, tensor="table")
+        self.load(ctx.artifact_dir(self.name))
+        return {"items": len(ctx.dataset.catalog), "dim": int(table.shape[1])}
 
     def load(self, directory: Path) -> None:
         """Restore the item table written by :meth:`prepare`.
@@ -50,52 +46,31 @@ class BehaviorModality(Modality):
         Raises ArtifactError if the file is missing, unreadable, lacks its ``item_ids`` metadata,
         is not a 2-D table with one row per id, or holds NaN/Inf.
         """
-        path = Path(directory) / TABLE_FILE
-        if not path.is_file():
-            raise ArtifactError(f"behaviour encoder state missing: {path}; run `earec prepare` first")
-        from safetensors import SafetensorError, safe_open
-
-        try:
-            with safe_open(str(path), framework="pt") as fh:
-                ids = json.loads((fh.metadata() or {})["item_ids"])
-            table = load_file(str(path))["table"]
-        except (SafetensorError, OSError, KeyError, ValueError) as exc:
-            raise ArtifactError(
-                f"{path}: not a behaviour item table (safetensors with tensor 'table' and 'item_ids' metadata): "
-                f"{type(exc).__name__}: {exc}; delete it and run `earec prepare`"
-            ) from None
-        if not isinstance(ids, list):
-            raise ArtifactError(f"{path}: 'item_ids' metadata is not a JSON list of ids")
-        if table.ndim != 2 or table.shape[0] != len(ids):
-            raise ArtifactError(f"{path}: table shape {tuple(table.shape)} does not match {len(ids)} item ids")
-        if not torch.isfinite(table).all():
-            raise ArtifactError(f"{path}: behaviour embeddings contain NaN/Inf; retrain the ID recommender")
-        self._table, self._row = table, {iid: i for i, iid in enumerate(ids)}
+        self._table = ItemFeatures.load(Path(directory) / TABLE_FILE, tensor="table", what="behaviour item table",
+                                        fix="delete it and run `earec prepare` (retrains the ID recommender)", ndim=2)
 
     @property
     def feature_dim(self) -> int:
-        return int(self._require().shape[1])
+        return int(self._require().features.shape[1])
 
-    def _require(self) -> torch.Tensor:
+    def _require(self) -> ItemFeatures:
         if self._table is None:
             raise ArtifactError("behaviour modality used before prepare()/load()")
         return self._table
 
     def fragment(self, item, *, with_related: bool = True):
-        if self._table is None or item.id not in self._row:
+        if self._table is None or item.id not in self._table:
             return None
         text = f"Behaviour embedding: {self.placeholder}."
         slots = [item.id]
-        related = [r for r in item.related if r in self._row][: int(self.options.get("n_related", 3))]
+        related = [r for r in item.related if r in self._table][: int(self.options.get("n_related", 3))]
         if with_related and related:
             text += " Often consumed together with: " + ", ".join([self.placeholder] * len(related)) + "."
             slots += related
         return Fragment(text, slots)
 
     def encode(self, item_ids: list[str]) -> torch.Tensor:
-        table = self._require()
-        rows = torch.tensor([self._row[i] for i in item_ids], dtype=torch.long)
-        return table[rows].unsqueeze(1)
+        return self._require().rows(item_ids).unsqueeze(1)
 
 
 @hookimpl

@@ -17,6 +17,7 @@ class TextModality(Modality):
     """
 
     name = "text"
+    code = "T"
     placeholder = None
     description = "item metadata as prompt text (LLM word embeddings, no projector)"
 

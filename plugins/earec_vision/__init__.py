@@ -50,6 +50,7 @@ log = logging.getLogger("earec.vision")
 
 class VisionModality(Modality):
     name = "vision"
+    code = "V"
     placeholder = "<image>"
     description = "item image through a local CLIP encoder (patch or pooled features) + related images, MLP projector"
 

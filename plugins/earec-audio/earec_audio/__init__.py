@@ -78,6 +78,7 @@ class AudioModality(Modality):
     """
 
     name = "audio"
+    code = "A"
     placeholder = "<audio>"
     description = "WAV -> log-mel -> conv+transformer encoder (k tokens), 2-layer MLP projector"
 

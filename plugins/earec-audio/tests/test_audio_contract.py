@@ -5,9 +5,8 @@ from __future__ import annotations
 import pytest
 
 import earec_audio
-from earec_core.context import ModalityContext
+from earec_core.modality import ModalityContext
 from earec_core.data import Item, load_dataset
-from earec_core.plugins import registry
 from earec_core.testing import ModalityContract
 
 
@@ -21,7 +20,7 @@ class TestAudioContract(ModalityContract):
     @pytest.fixture(scope="class")
     def modality(self, dataset, tmp_path_factory):
         m = earec_audio.AudioModality(tokens=4, dim=32, n_mels=40)
-        m.prepare(ModalityContext(dataset=dataset, run_dir=tmp_path_factory.mktemp("run"), registry=registry()))
+        m.prepare(ModalityContext(dataset=dataset, encoders_dir=tmp_path_factory.mktemp("run") / "encoders"))
         return m
 
     @pytest.fixture(scope="class")

@@ -10,10 +10,9 @@ import torch
 from click.testing import CliRunner
 
 from earec_audio import FEATURES_FILE, AudioEncoder, AudioModality
-from earec_core.context import ModalityContext
+from earec_core.modality import ModalityContext
 from earec_core.data import load_dataset
 from earec_core.errors import ArtifactError
-from earec_core.plugins import registry
 
 
 @pytest.fixture(scope="module")
@@ -22,7 +21,7 @@ def dataset(audio_dataset_dir):
 
 
 def context(dataset, run_dir, seed=0):
-    return ModalityContext(dataset=dataset, run_dir=run_dir, registry=registry(), seed=seed, progress=False)
+    return ModalityContext(dataset=dataset, encoders_dir=run_dir / "encoders", seed=seed, progress=False)
 
 
 @pytest.fixture(scope="module")
