@@ -141,11 +141,12 @@ class ItemFeatures:
     restores it in :meth:`Modality.load` with :meth:`load`; :meth:`rows` looks items up.
     """
 
-    def __init__(self, item_ids: list[str], features: torch.Tensor):
+    def __init__(self, item_ids: list[str], features: torch.Tensor, info: dict | None = None):
         if features.shape[0] != len(item_ids):
             raise ValueError(f"{features.shape[0]} feature rows for {len(item_ids)} item ids")
         self.item_ids = list(item_ids)
         self.features = features
+        self.info = dict(info or {})  # e.g. the encoder that made the features, stored as JSON metadata
         self._row = {iid: i for i, iid in enumerate(self.item_ids)}
 
     def save(self, path: Path, *, tensor: str = "features") -> None:
@@ -155,7 +156,8 @@ class ItemFeatures:
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}-", dir=path.parent)
         os.close(fd)
         try:
-            save_file({tensor: self.features.float().contiguous()}, tmp, metadata={"item_ids": json.dumps(self.item_ids)})
+            save_file({tensor: self.features.float().contiguous()}, tmp,
+                      metadata={"item_ids": json.dumps(self.item_ids), "info": json.dumps(self.info)})
             os.replace(tmp, path)
         except BaseException:
             with contextlib.suppress(FileNotFoundError):
@@ -178,18 +180,20 @@ class ItemFeatures:
             raise ArtifactError(f"{what} missing: {path}{hint}")
         try:
             with safe_open(str(path), framework="pt") as fh:
-                ids = json.loads((fh.metadata() or {})["item_ids"])
+                meta = fh.metadata() or {}
+                ids = json.loads(meta["item_ids"])
+                info = json.loads(meta.get("info", "{}"))
                 features = fh.get_tensor(tensor)
         except Exception as exc:  # OSError, SafetensorError, missing metadata or tensor, bad JSON
             raise ArtifactError(f"{path}: not a {what} (safetensors with tensor {tensor!r} and 'item_ids' metadata): "
                                 f"{type(exc).__name__}: {exc}{hint}") from None
-        if not isinstance(ids, list):
+        if not isinstance(ids, list) or not all(isinstance(i, str) for i in ids):
             raise ArtifactError(f"{path}: 'item_ids' metadata is not a JSON list of ids{hint}")
         if (ndim is not None and features.dim() != ndim) or features.shape[0] != len(ids):
             raise ArtifactError(f"{path}: {what} shape {tuple(features.shape)} does not match {len(ids)} item ids{hint}")
         if not torch.isfinite(features).all():
             raise ArtifactError(f"{path}: {what} contains NaN/Inf{hint}")
-        return cls(ids, features)
+        return cls(ids, features, info if isinstance(info, dict) else {})
 
     def __contains__(self, item_id: str) -> bool:
         return item_id in self._row

@@ -45,11 +45,15 @@ Replace the encoder below with yours; keep the contract (see ``earec_core.testin
 from __future__ import annotations
 
 import zlib
+from pathlib import Path
 
 import torch
 
 from earec_core import hookimpl
+from earec_core.embstore import ItemFeatures
 from earec_core.modality import Fragment, Modality
+
+FEATURES = "features.safetensors"
 
 
 class {cls}(Modality):
@@ -65,10 +69,19 @@ class {cls}(Modality):
         gen = torch.Generator().manual_seed(int(options.get("seed", 0)))
         self._projection = torch.randn(self.BUCKETS, self.DIM, generator=gen) / self.BUCKETS**0.5
         self._text: dict[str, str] = {{}}
+        self._cache: ItemFeatures | None = None
 
     def prepare(self, ctx) -> dict:
+        """Encode every item with input once and cache the features (the core's item-feature table)."""
         self._text = {{it.id: self._input(it) for it in ctx.dataset.catalog if self._input(it)}}
-        return {{"items_with_input": len(self._text)}}
+        ids = list(self._text)
+        ItemFeatures(ids, self._featurize([self._text[i] for i in ids])).save(ctx.artifact_dir(self.name) / FEATURES)
+        self.load(ctx.artifact_dir(self.name))
+        return {{"items_with_input": len(ids)}}
+
+    def load(self, directory: Path) -> None:
+        self._cache = ItemFeatures.load(Path(directory) / FEATURES, what="{name} feature cache",
+                                        fix="delete it to recompute", ndim=3)
 
     @staticmethod
     def _input(item) -> str:
@@ -85,13 +98,17 @@ class {cls}(Modality):
         self._text[item.id] = text
         return Fragment(f"{title}: {{self.placeholder}}.", [item.id])
 
-    def encode(self, item_ids: list[str]) -> torch.Tensor:
-        rows = torch.zeros(len(item_ids), self.BUCKETS)
-        for r, iid in enumerate(item_ids):
-            text = self._text.get(iid, "")
+    def _featurize(self, texts: list[str]) -> torch.Tensor:
+        rows = torch.zeros(len(texts), self.BUCKETS)
+        for r, text in enumerate(texts):
             for i in range(max(0, len(text) - 2)):
                 rows[r, zlib.crc32(text[i : i + 3].encode()) % self.BUCKETS] += 1.0
         return (rows @ self._projection).unsqueeze(1)
+
+    def encode(self, item_ids: list[str]) -> torch.Tensor:
+        if self._cache is not None and all(i in self._cache for i in item_ids):
+            return self._cache.rows(item_ids)
+        return self._featurize([self._text.get(i, "") for i in item_ids])
 
 
 @hookimpl

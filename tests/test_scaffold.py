@@ -38,3 +38,28 @@ def test_names_already_taken_are_refused(tmp_path, name, why):
     r = CliRunner().invoke(cli, ["new-plugin", name, "--dir", str(tmp_path)])
     assert r.exit_code == 1 and f"is taken ({why})" in r.output
     assert not (tmp_path / f"earec-{name}").exists()
+
+
+def test_scaffolded_plugin_caches_its_features_in_the_core_table(tmp_path, toy_dataset_dir, monkeypatch):
+    import importlib
+
+    import torch
+
+    from earec_core.data import load_dataset
+    from earec_core.embstore import ItemFeatures
+    from earec_core.modality import ModalityContext
+
+    assert CliRunner().invoke(cli, ["new-plugin", "sensor", "--dir", str(tmp_path)]).exit_code == 0
+    monkeypatch.syspath_prepend(str(tmp_path / "earec-sensor"))
+    module = importlib.import_module("earec_sensor")
+    ds = load_dataset(toy_dataset_dir, k=3)
+    ctx = ModalityContext(dataset=ds, encoders_dir=tmp_path / "run" / "encoders")
+    fitted = module.SensorModality()
+    facts = fitted.prepare(ctx)
+    table = ItemFeatures.load(ctx.artifact_dir("sensor") / module.FEATURES)
+    assert facts["items_with_input"] == len(table.item_ids) == len(ds.catalog)
+    fresh = module.SensorModality()  # another process: only load()
+    fresh.load(ctx.artifact_dir("sensor"))
+    ids = ds.catalog.ids[:5]
+    torch.testing.assert_close(fresh.encode(ids), fitted.encode(ids), rtol=0, atol=0)
+    assert fresh.encode(ids).shape == (5, 1, fresh.feature_dim)

@@ -30,15 +30,14 @@ Options (``--modality-option vision.KEY=VALUE``, saved in ``run.json`` under
 
 from __future__ import annotations
 
-import json
 import logging
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file, save_file
 
 from earec_core import hookimpl
 from earec_core.data import resolve_media_path
+from earec_core.embstore import ItemFeatures
 from earec_core.errors import ArtifactError, DataError, EarecError
 from earec_core.modality import Fragment, Modality
 
@@ -56,8 +55,7 @@ class VisionModality(Modality):
 
     def __init__(self, **options):
         super().__init__(**options)
-        self._features: torch.Tensor | None = None
-        self._row: dict[str, int] = {}
+        self._table: ItemFeatures | None = None
         self.encoder_info: dict = {}
 
     # -- data side -------------------------------------------------------------------------------
@@ -139,9 +137,7 @@ class VisionModality(Modality):
             table = probe.new_zeros((0, *probe.shape[1:]))
         info = encoder.describe()
         directory = ctx.artifact_dir(self.name)
-        directory.mkdir(parents=True, exist_ok=True)
-        save_file({"features": table.float().contiguous()}, str(directory / FEATURES_FILE),
-                  metadata={"item_ids": json.dumps(ids), "encoder": json.dumps(info)})
+        ItemFeatures(ids, table, info).save(directory / FEATURES_FILE)
         self.load(directory)
         n_skipped = sum(skipped.values())
         if n_skipped:
@@ -158,42 +154,26 @@ class VisionModality(Modality):
         if not path.is_file():
             raise ArtifactError(f"vision encoder cache missing: {path}; run `earec align --modality vision` "
                                 "with --modality-option vision.encoder=PATH")
-        from safetensors import SafetensorError, safe_open
+        self._table = ItemFeatures.load(path, what="vision feature cache", fix="delete it to recompute", ndim=3)
+        self.encoder_info = self._table.info
 
-        try:
-            with safe_open(str(path), framework="pt") as fh:
-                meta = fh.metadata() or {}
-            ids = json.loads(meta["item_ids"])
-            info = json.loads(meta.get("encoder", "{}"))
-            table = load_file(str(path))["features"]
-        except (SafetensorError, OSError, KeyError, ValueError) as exc:
-            raise ArtifactError(f"{path}: not a vision feature cache (safetensors with tensor 'features' and "
-                                f"'item_ids' metadata): {type(exc).__name__}: {exc}; delete it to recompute") from None
-        if not isinstance(ids, list) or not all(isinstance(i, str) for i in ids):
-            raise ArtifactError(f"{path}: 'item_ids' metadata is not a JSON list of ids; delete it to recompute")
-        if table.ndim != 3 or table.shape[0] != len(ids):
-            raise ArtifactError(f"{path}: features of shape {tuple(table.shape)} do not match {len(ids)} item ids")
-        if not torch.isfinite(table).all():
-            raise ArtifactError(f"{path}: cached features contain NaN/Inf; delete it to recompute")
-        self._features, self._row, self.encoder_info = table, {iid: i for i, iid in enumerate(ids)}, info
-
-    def _require(self) -> torch.Tensor:
-        if self._features is None:
+    def _require(self) -> ItemFeatures:
+        if self._table is None:
             raise ArtifactError("vision modality used before prepare()/load()")
-        return self._features
+        return self._table
 
     def has_image(self, item_id: str) -> bool:
-        return item_id in self._row
+        return self._table is not None and item_id in self._table
 
     def limited_fragment(self, item, max_related: int | None):
         """The item's image slot plus at most ``max_related`` related-item images (``None``: the
         ``n_related`` option); ``None`` when the item has no usable image."""
-        if self._features is None or item.id not in self._row:
+        if not self.has_image(item.id):
             return None
         limit = int(self.options.get("n_related", 3))
         if max_related is not None:
             limit = min(limit, max_related)
-        related = [r for r in dict.fromkeys(item.related) if r != item.id and r in self._row][: max(0, limit)]
+        related = [r for r in dict.fromkeys(item.related) if r != item.id and self.has_image(r)][: max(0, limit)]
         text = f"Image: {self.placeholder}."
         if related:
             text += " Often bought together with: " + ", ".join([self.placeholder] * len(related)) + "."
@@ -205,19 +185,14 @@ class VisionModality(Modality):
     # -- encoder side ----------------------------------------------------------------------------
     @property
     def feature_dim(self) -> int:
-        return int(self._require().shape[2])
+        return int(self._require().features.shape[2])
 
     @property
     def tokens_per_item(self) -> int:
-        return int(self._require().shape[1])
+        return int(self._require().features.shape[1])
 
     def encode(self, item_ids: list[str]) -> torch.Tensor:
-        table = self._require()
-        try:
-            rows = torch.tensor([self._row[i] for i in item_ids], dtype=torch.long)
-        except KeyError as exc:
-            raise ArtifactError(f"vision: no cached features for item {exc.args[0]!r}") from None
-        return table[rows]
+        return self._require().rows(item_ids)
 
 
 @hookimpl

@@ -10,15 +10,13 @@ corrupt or non-audio file) have no audio fragment; prepare() counts them by reas
 
 from __future__ import annotations
 
-import json
 import logging
 from pathlib import Path, PurePosixPath, PureWindowsPath
 
 import torch
-from safetensors import safe_open
-from safetensors.torch import load_file, save_file
 
 from earec_core import hookimpl
+from earec_core.embstore import ItemFeatures
 from earec_core.errors import ArtifactError
 from earec_core.modality import Fragment, Modality
 
@@ -84,8 +82,7 @@ class AudioModality(Modality):
 
     def __init__(self, **options):
         super().__init__(**options)
-        self._features: torch.Tensor | None = None
-        self._row: dict[str, int] = {}
+        self._table: ItemFeatures | None = None
 
     def _opt(self, key):
         return self.options.get(key, DEFAULTS[key])
@@ -131,47 +128,37 @@ class AudioModality(Modality):
         cfg = encoder.config
         table = torch.stack(feats) if feats else torch.zeros(0, cfg["tokens"], cfg["dim"])
         directory = ctx.artifact_dir(self.name)
-        directory.mkdir(parents=True, exist_ok=True)
-        save_file({"features": table.contiguous()}, str(directory / FEATURES_FILE),
-                  metadata={"item_ids": json.dumps(ids), "encoder": json.dumps(cfg)})
+        ItemFeatures(ids, table, cfg).save(directory / FEATURES_FILE)
         self.load(directory)
         return {"items": len(ctx.dataset.catalog), "with_audio": len(ids), "without_audio": without,
                 "skipped": skipped, "skipped_examples": examples, "encoder": cfg,
                 "checkpoint": self.options.get("checkpoint")}
 
     def load(self, directory: Path) -> None:
-        path = Path(directory) / FEATURES_FILE
-        if not path.is_file():
-            raise ArtifactError(f"audio features missing: {path}; delete {directory} and re-run")
-        with safe_open(str(path), framework="pt") as fh:
-            ids = json.loads(fh.metadata()["item_ids"])
-        table = load_file(str(path))["features"]
-        if table.ndim != 3 or table.shape[0] != len(ids) or not torch.isfinite(table).all():
-            raise ArtifactError(f"{path}: features {tuple(table.shape)} do not match {len(ids)} items or are not finite")
-        self._features, self._row = table, {iid: i for i, iid in enumerate(ids)}
+        self._table = ItemFeatures.load(Path(directory) / FEATURES_FILE, what="audio features",
+                                        fix=f"delete {directory} and re-run", ndim=3)
 
     # -- modality contract --------------------------------------------------------------------------
     @property
     def feature_dim(self) -> int:
-        return int(self._features.shape[2]) if self._features is not None else int(self._opt("dim"))
+        return int(self._table.features.shape[2]) if self._table is not None else int(self._opt("dim"))
 
     @property
     def tokens_per_item(self) -> int:
-        return int(self._features.shape[1]) if self._features is not None else int(self._opt("tokens"))
+        return int(self._table.features.shape[1]) if self._table is not None else int(self._opt("tokens"))
 
     def has_audio(self, item_id: str) -> bool:
-        return item_id in self._row
+        return self._table is not None and item_id in self._table
 
     def fragment(self, item, *, with_related: bool = True):
-        if item.id not in self._row:
+        if not self.has_audio(item.id):
             return None
         return Fragment(f"Audio: {self.placeholder}.", [item.id])
 
     def encode(self, item_ids: list[str]) -> torch.Tensor:
-        if self._features is None:
+        if self._table is None:
             raise ArtifactError("audio modality used before prepare()/load()")
-        rows = torch.tensor([self._row[i] for i in item_ids], dtype=torch.long)
-        return self._features[rows]
+        return self._table.rows(item_ids)
 
 
 @hookimpl
