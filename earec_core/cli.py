@@ -290,8 +290,10 @@ def compose(ws, weights, add, parent, mode, name, svd_rank, adapters):
 @click.option("--model", "models", multiple=True, type=click.Path(exists=True, file_okay=False),
               help="An aligned-model folder from any run to score on this run's items (repeatable): transfer.")
 @click.option("--items", type=int, default=32, show_default=True, help="Held-out items to generate for.")
+@click.option("--train-items", type=click.IntRange(min=0), default=0, show_default=True,
+              help="Also score this many alignment items (ones the adapters trained on): learnt vs generalised.")
 @workspace_options
-def explain(ws, sources, models, items):
+def explain(ws, sources, models, items, train_items):
     """Generate the anchor from each modality and report ROUGE-L (explainable alignment)."""
     from .explain import explain as run_explain
 
@@ -313,7 +315,7 @@ def explain(ws, sources, models, items):
             table[f"{d.name} (composed)"] = d.name
         if not table:
             raise click.ClickException("nothing aligned yet in this run; run `earec align --modality text` first")
-    report = run_explain(ws, table, max_items=items)
+    report = run_explain(ws, table, max_items=items, train_items=train_items)
     console.print(report["markdown"])
 
 

@@ -137,20 +137,21 @@ def compose(ws, weights: dict[str, float], *, mode: str = "param", name: str | N
     for m, d in dirs.items():
         check_adapter(d, model, fingerprint=fingerprints[m], error=CompositionError)
     names = list(lambdas)
+    # peft names of the loaded adapters: never COMPOSED, even for a modality called "default"
+    loaded = {m: f"modality_{m}" for m in names}
     try:
-        peft_model = PeftModel.from_pretrained(model, str(dirs[names[0]]), adapter_name=names[0])
+        peft_model = PeftModel.from_pretrained(model, str(dirs[names[0]]), adapter_name=loaded[names[0]])
         for m in names[1:]:
-            peft_model.load_adapter(str(dirs[m]), adapter_name=m)
+            peft_model.load_adapter(str(dirs[m]), adapter_name=loaded[m])
     except (RuntimeError, ValueError, KeyError) as exc:
         raise CompositionError(f"adapters do not fit the backbone {ws.llm_path}: {exc}") from None
-    if COMPOSED in peft_model.peft_config:  # peft would silently keep the old adapter
-        peft_model.delete_adapter(COMPOSED)
     if mode == "param":
         peft_weights, combination = [lambdas[m] ** 2 for m in names], "linear"
     else:
         peft_weights, combination = [lambdas[m] for m in names], ("cat" if mode == "delta" else "svd")
     try:
-        peft_model.add_weighted_adapter(names, peft_weights, COMPOSED, combination_type=combination, svd_rank=svd_rank)
+        peft_model.add_weighted_adapter([loaded[m] for m in names], peft_weights, COMPOSED, combination_type=combination,
+                                        svd_rank=svd_rank)
     except ValueError as exc:
         raise CompositionError(f"peft could not combine the adapters: {exc}") from None
     with atomic_dir(out, manifest) as tmp:

@@ -94,3 +94,13 @@ def test_param_mode_refuses_unequal_ranks_and_negative_weights(ws, tiny_llm_dir)
 def test_missing_adapter_is_a_clear_error(ws):
     with pytest.raises(CompositionError, match="no aligned adapter"):
         compose(ws, {"a": 0.5, "zzz": 0.5})
+
+
+def test_a_modality_called_default_composes_like_any_other(ws, tiny_llm_dir):
+    """peft names a saved top-level adapter "default"; a modality of that name must not collide with it."""
+    make_adapter(ws, tiny_llm_dir, "default", seed=2)  # the same weights as "b"
+    plain = lora_factors(compose(ws, {"a": 0.6, "b": 0.4}, mode="delta", name="ab"), tiny_llm_dir)
+    named = lora_factors(compose(ws, {"a": 0.6, "default": 0.4}, mode="delta", name="a-default"), tiny_llm_dir)
+    assert plain.keys() == named.keys()
+    for layer in plain:
+        torch.testing.assert_close(named[layer][3], plain[layer][3], rtol=1e-5, atol=1e-7)

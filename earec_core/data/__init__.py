@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import importlib.util
+import logging
+import math
 from pathlib import Path
 
 from ..errors import DataError
@@ -13,6 +15,8 @@ from .paths import resolve_media_path
 from .sequences import (Interaction, hold_out_new_items, k_core, leave_one_out, related_items, sparse_training,
                         user_sequences)
 from .unisrec import is_unisrec_dir, load_unisrec
+
+log = logging.getLogger(__name__)
 
 __all__ = ["Catalog", "Dataset", "Item", "load_dataset", "load_recbole_atomic", "default_dataset_dir", "SHIPPED_DATASETS",
            "resolve_media_path", "guess_anchor_field", "alignment_items"]
@@ -78,7 +82,8 @@ def load_recbole_atomic(
 
     Documented handling of untidy input (nothing here raises for it): duplicate interaction
     lines are kept as repeat consumptions (RecBole's default, no ``rm_dup_inter``); items with
-    no interaction are left out of the catalog; an item defined twice keeps its first line;
+    no interaction are left out of the catalog; an item defined twice keeps its first line
+    (the others are counted in ``stats["item_ids_duplicated"]`` and logged);
     titles are whitespace-normalised, and an empty one is kept (``stats["items_without_anchor"]``:
     embedded and recommended, never an alignment sample).
 
@@ -111,14 +116,22 @@ def load_recbole_atomic(
     m_cols = [(f, items_tab.column(f)) for f in MEDIA_FIELDS if f in items_tab.fields]
 
     raw_items: dict[str, Item] = {}
-    for row in items_tab.rows:
+    duplicates: list[str] = []
+    for index, row in enumerate(items_tab.rows):
         item_id = row[id_col].strip()
+        if item_id in raw_items:
+            duplicates.append(f"{items_tab.where(index)} ({item_id!r})")
         if not item_id or item_id in raw_items:
             continue  # first definition wins; an empty id cannot be referenced
         attrs = {f: row[c].strip() for f, c in t_cols if row[c].strip()}
         media = {f: row[c].strip() for f, c in m_cols if row[c].strip()}
         raw_items[item_id] = Item(id=item_id, anchor=" ".join(row[a_col].split()), attributes=attrs, media=media)
 
+    if duplicates:
+        log.warning("%s: %d item ids defined more than once; the first definition is kept (e.g. %s)",
+                    items_tab.path, len(duplicates), ", ".join(duplicates[:3]))
+    if not inter.rows:
+        raise DataError(f"{inter.path}: no interactions (the file has only its header)")
     interactions, unknown = [], 0
     for order, row in enumerate(inter.rows):
         item = row[i_col].strip()
@@ -128,7 +141,9 @@ def load_recbole_atomic(
         try:
             ts = float(row[t_col]) if t_col is not None else float(order)
         except ValueError:
-            raise DataError(f"{inter.path}:{order + 2}: timestamp {row[t_col]!r} is not a number") from None
+            raise DataError(f"{inter.where(order)}: timestamp {row[t_col]!r} is not a number") from None
+        if not math.isfinite(ts):  # nan sorts inconsistently and would scramble the user's sequence
+            raise DataError(f"{inter.where(order)}: timestamp {row[t_col]!r} is not a finite number")
         interactions.append(Interaction(user=row[u_col].strip(), item=item, timestamp=ts, order=order))
     if not interactions:
         raise DataError(f"{inter.path}: no interaction refers to an item of {items_tab.path.name}")
@@ -151,6 +166,7 @@ def load_recbole_atomic(
         "users": len(users),
         "items": len(catalog),
         "items_without_anchor": sum(1 for it in catalog if not it.anchor),
+        "item_ids_duplicated": len(duplicates),  # later definitions of an id, dropped (first one wins)
     }
     if train_users < 1:
         stats["training_users"] = sum(1 for seq in splits.train if seq)

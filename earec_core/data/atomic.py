@@ -8,7 +8,7 @@ This reader keeps every value as a string; callers convert what they use.
 from __future__ import annotations
 
 import csv
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import DataError
@@ -18,12 +18,19 @@ FIELD_TYPES = {"token", "token_seq", "float", "float_seq"}
 
 @dataclass
 class AtomicTable:
-    """One atomic file: field names (without type suffix), their types, and string rows."""
+    """One atomic file: field names (without type suffix), their types, string rows, and each
+    row's line number in the file (blank lines are skipped, so row ``i`` is on ``line_numbers[i]``)."""
 
     path: Path
     fields: list[str]
     types: list[str]
     rows: list[list[str]]
+    line_numbers: list[int] = field(default_factory=list)
+
+    def where(self, index: int) -> str:
+        """``PATH:LINE`` of row ``index``, for error messages."""
+        line = self.line_numbers[index] if index < len(self.line_numbers) else index + 2
+        return f"{self.path}:{line}"
 
     def column(self, name: str) -> int:
         """Index of field ``name``. Raises DataError naming the available fields."""
@@ -57,7 +64,7 @@ def read_atomic(path: str | Path) -> AtomicTable:
             raise DataError(f"{path}: header field {col!r} is not NAME:TYPE with TYPE in {sorted(FIELD_TYPES)}")
         fields.append(name)
         types.append(typ)
-    rows = []
+    rows, numbers = [], []
     reader = csv.reader(lines[1:], delimiter="\t", quoting=csv.QUOTE_NONE)
     for lineno, row in enumerate(reader, start=2):
         if not row or (len(row) == 1 and not row[0].strip()):
@@ -67,4 +74,5 @@ def read_atomic(path: str | Path) -> AtomicTable:
         if len(row) != len(fields):
             raise DataError(f"{path}:{lineno}: {len(row)} columns, header has {len(fields)}")
         rows.append(row)
-    return AtomicTable(path=path, fields=fields, types=types, rows=rows)
+        numbers.append(lineno)
+    return AtomicTable(path=path, fields=fields, types=types, rows=rows, line_numbers=numbers)
