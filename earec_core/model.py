@@ -73,8 +73,11 @@ def load_aligned(ws, source: str, *, seed: int = 0) -> AlignedModel:
 
     adapter, names = resolve(ws, source)
     parts = modality_parts(adapter) if adapter is not None else {}
-    for m, (meta, _) in parts.items():  # before any encoder is fitted for a model that cannot be used
-        check_transfer(adapter, meta, ws.registry.modality(m), ws.dataset_identity)
+    if adapter is not None and ws.dir.resolve() not in adapter.resolve().parents:
+        # a folder from elsewhere (the run's own were checked when they were composed), before any
+        # encoder is fitted for a model that cannot be used here
+        for m, (meta, _) in parts.items():
+            check_transfer(adapter, meta, ws.registry.modality(m), ws.dataset_identity)
     modalities = {m: ws.modality(m) for m in names}
     model = ws.base_model()
     if adapter is not None:

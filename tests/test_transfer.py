@@ -171,3 +171,17 @@ def test_continual_alignment_starts_from_a_source_adapter(world):
     wrong = run_cli("align", "--modality", "behavior", "--init-from", src, "--run-dir", world["tgt_run"], "--quiet",
                     ok=False)
     assert wrong.exit_code == 1 and "holds modality 'text'" in wrong.output
+
+
+def test_the_runs_own_legacy_adapters_still_compose_and_embed(world):
+    """A behaviour adapter aligned before sources were recorded (no ``sources`` in modality.json)
+    belongs to its own run: compositions in that run use it without a transfer check."""
+    meta_path = world["tgt_run"] / "adapters" / "behavior" / "modality.json"
+    meta = json.loads(meta_path.read_text())
+    meta.pop("sources")
+    meta_path.write_text(json.dumps(meta))
+    text = world["src_run"] / "adapters" / "text"
+    run_cli("compose", "--weights", "text=0.5,behavior=0.5", "--adapter", f"text={text}", "--name", "legacy",
+            "--run-dir", world["tgt_run"], "--quiet")
+    run_cli("embed", "legacy", "--run-dir", world["tgt_run"], "--quiet")
+    assert (world["tgt_run"] / "embeddings" / "legacy" / "manifest.json").is_file()
