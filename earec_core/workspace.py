@@ -87,10 +87,24 @@ class Workspace:
             for m, opts in given["modality_options"].items():
                 merged.setdefault(m, {}).update(opts)
             given["modality_options"] = merged
+        self._refuse_backbone_change(stored, given)
         self.settings = {**DEFAULTS, **stored, **given}
         path = self.dir / "run.json"
         self._previous_settings = path.read_bytes() if path.is_file() else None
         write_json(path, self.settings)
+
+    def _refuse_backbone_change(self, stored: dict, given: dict) -> None:
+        """Adapters, compositions and embeddings are tied to the backbone they were made with: a
+        run that has them must not silently switch ``--llm`` (every stage would re-run, or an
+        adapter would meet another base model).  Raises EarecError naming both backbones."""
+        old, new = stored.get("llm", DEFAULTS["llm"]), given.get("llm")
+        if new is None or new == old:
+            return
+        built = [d for d in ("adapters", "compositions", "embeddings") if any((self.dir / d).glob("[!.]*"))]
+        if built:
+            raise EarecError(f"{self.dir} was built with the backbone {old} (its {', '.join(built)} belong to it); "
+                             f"--llm {new} needs a new --run-dir (aligned folders from this run can be reused "
+                             "only on the same backbone)")
 
     def rollback_settings(self) -> None:
         """Put ``run.json`` back as it was before this workspace was opened (a command that failed,

@@ -145,6 +145,10 @@ def test_another_backbone_is_refused(world, tmp_path, tokenizer):
     result = run_cli("embed", "--model", world["src_run"] / "adapters" / "text", "--run-dir", tmp_path / "run",
                      "--dataset", world["target"], "--llm", other, "--k-core", "3", "--quiet", ok=False)
     assert result.exit_code == 1 and "another base model" in result.output and "num_hidden_layers" in result.output
+    # a run that already has aligned artifacts does not silently switch its backbone
+    again = run_cli("embed", "base:text", "--run-dir", world["tgt_run"], "--llm", other, "--quiet", ok=False)
+    assert again.exit_code == 1 and "was built with the backbone" in again.output and "new --run-dir" in again.output
+    assert json.loads((world["tgt_run"] / "run.json").read_text())["llm"] == str(world["llm"])
 
 
 def test_model_path_must_be_an_aligned_folder(world, tmp_path):
