@@ -498,6 +498,35 @@ def report(ws, item_id, weights, explain_items, text_encoder, max_new_tokens):
     console.print(f"report: {ws.dir / 'report' / 'report.md'}")
 
 
+@cli.command("check-data")
+@click.option("--dataset", default="ml-100k", show_default=True,
+              help="A RecBole atomic-file folder, or a shipped name (ml-100k, ml-1m).")
+@click.option("--anchor-field", default=None, help="Item field used as the anchor (default: a title-like field).")
+@click.option("--k-core", type=click.IntRange(min=0), default=5, show_default=True, help="The run's k-core threshold.")
+@click.option("--max-seq-length", type=click.IntRange(min=1), default=50, show_default=True,
+              help="The recommender's input length (longer training sequences are truncated).")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def check_data(dataset, anchor_field, k_core, max_seq_length, as_json):
+    """Everything in a dataset that would hurt a run, with counts and file:line examples.
+
+    Exit status 1 if a run would stop on an error, 0 otherwise (warnings included)."""
+    from pathlib import Path
+
+    from .data import SHIPPED_DATASETS, default_dataset_dir
+    from .data.check import check_dataset
+
+    folder = default_dataset_dir(dataset) if dataset in SHIPPED_DATASETS else Path(dataset)
+    if not folder.is_dir():
+        raise click.BadParameter(f"dataset folder not found: {folder}", param_hint="--dataset")
+    report = check_dataset(folder, anchor_field=anchor_field, k=k_core, max_seq_length=max_seq_length)
+    if as_json:
+        click.echo(json.dumps(report.as_dict(), indent=2))
+    else:
+        console.print(report.markdown())
+    if not report.ok:
+        sys.exit(1)
+
+
 @cli.command("make-source")
 @click.option("--dataset", "sources", required=True, multiple=True,
               help="A source: a RecBole atomic-file folder, 'ml-100k' or 'ml-1m' (repeatable: sources are mixed).")

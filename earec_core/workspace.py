@@ -2,7 +2,7 @@
 from, and every artifact the stages write::
 
     RUN/run.json                      settings shared by every command on this run
-    RUN/dataset/                      stats.json + manifest (hash of the source files)
+    RUN/dataset/                      stats.json, checks.json (earec check-data's findings) + manifest
     RUN/encoders/MODALITY/            fitted encoder state (e.g. the behaviour item table)
     RUN/recommend/id-sasrec/          ID baseline metrics + item table
     RUN/adapters/MODALITY/            stage 1: peft adapter + projector.safetensors + modality.json
@@ -18,16 +18,20 @@ from, and every artifact the stages write::
 from __future__ import annotations
 
 import functools
+import logging
 from pathlib import Path
 from typing import Any
 
 from .artifacts import atomic_dir, file_hash, is_current, manifest_of, read_json, write_bytes, write_json
 from .backbone import DEFAULT_LLM, load_tokenizer, resolve_llm
 from .data import SHIPPED_DATASETS, Dataset, default_dataset_dir, load_dataset
+from .data.check import check_dataset
 from .errors import EarecError
 from .modality import Modality, ModalityContext
 from .plugins import Registry, code_fingerprint, registry
 from .recommend import id_baseline
+
+log = logging.getLogger(__name__)
 
 DEFAULTS: dict[str, Any] = {
     "dataset": "ml-100k",
@@ -156,8 +160,13 @@ class Workspace:
         directory = self.dataset_dir
         if not is_current(directory, manifest):
             self._refuse_dataset_change(directory, cfg)
+            checks = check_dataset(source, anchor_field=self["anchor_field"], k=self["k_core"])
+            for finding in checks.warnings:  # said once, when the run first reads this dataset
+                if finding.count:
+                    log.warning("data check: %s: %d (e.g. %s)", finding.message, finding.count, "; ".join(finding.examples))
             with atomic_dir(directory, manifest) as tmp:
                 write_json(tmp / "stats.json", ds.stats)
+                write_json(tmp / "checks.json", checks.as_dict())
         return ds
 
     def _refuse_dataset_change(self, directory: Path, cfg: dict) -> None:

@@ -59,3 +59,54 @@ def test_a_duplicate_item_id_is_counted_and_logged(tmp_path, caplog):
     assert ds.stats["item_ids_duplicated"] == 1
     assert ds.catalog["i3"].anchor == "Movie 3"  # the first definition wins
     assert any("d.item:10" in r.getMessage() and "'i3'" in r.getMessage() for r in caplog.records)
+
+
+def test_check_data_reports_every_problem_at_once(tmp_path):
+    import json
+
+    from click.testing import CliRunner
+
+    from earec_core.cli import cli
+
+    items = ("item_id:token\ttitle:token_seq\tgenre:token_seq\timage:token\n"
+             + "".join(f"i{i}\tMovie {i}\tDrama\t\n" for i in range(6))
+             + "i2\tDuplicate\tDrama\t\n" + "i9\t\tComedy\tmissing.jpg\n" + "i10\tMovie 1\tWestern\t\n")
+    rows = [(f"u{u}", f"i{(u + k) % 6}", 10 * k) for u in range(6) for k in range(4)]
+    rows += [("u1", "i9", "nan"), ("u2", "ghost", 5), ("u3", "i10", "soon")]
+    d = write(tmp_path, interactions(rows), items)
+    result = CliRunner().invoke(cli, ["check-data", "--dataset", str(d), "--k-core", "3", "--json"])
+    assert result.exit_code == 1, result.output
+    report = json.loads(result.output)
+    errors = {f["kind"]: f for f in report["errors"]}
+    warnings = {f["kind"]: f for f in report["warnings"]}
+    assert errors["timestamp_not_finite"]["count"] == 1 and "d.inter:26" in errors["timestamp_not_finite"]["examples"][0]
+    assert errors["timestamp_not_a_number"]["count"] == 1 and "d.inter:28" in errors["timestamp_not_a_number"]["examples"][0]
+    assert warnings["duplicate_item_id"]["count"] == 1 and "d.item:8" in warnings["duplicate_item_id"]["examples"][0]
+    assert warnings["unknown_item"]["count"] == 1 and "'ghost'" in warnings["unknown_item"]["examples"][0]
+    assert warnings["no_anchor"]["count"] == 1 and warnings["missing_media"]["count"] == 1
+    assert warnings["duplicate_anchor"]["count"] == 1  # i10 is also "Movie 1"
+    assert warnings["identical_text"]["count"] == 5  # i1..i5 share "Drama" with i0
+    human = CliRunner().invoke(cli, ["check-data", "--dataset", str(d), "--k-core", "3"])
+    assert human.exit_code == 1 and "ERRORS" in human.output
+
+
+def test_check_data_passes_movielens(ml100k):
+    from earec_core.data import default_dataset_dir
+    from earec_core.data.check import check_dataset
+
+    report = check_dataset(default_dataset_dir("ml-100k"))
+    assert report.ok and report.stats["users_after_k_core"] == len(ml100k.users) == 943
+    assert report.stats["items_after_k_core"] == len(ml100k.catalog)
+    found = {f["kind"]: f["count"] for f in report.as_dict()["warnings"]}
+    assert found["kcore_removed_items"] == 1682 - len(ml100k.catalog)
+
+
+def test_a_run_records_the_check_of_its_dataset(tmp_path, toy_dataset_dir):
+    import json
+
+    from earec_core.workspace import Workspace
+
+    ws = Workspace(tmp_path / "run", progress=False, dataset=str(toy_dataset_dir), k_core=3)
+    ws.dataset
+    checks = json.loads((tmp_path / "run" / "dataset" / "checks.json").read_text())
+    assert checks["ok"] and checks["stats"]["users_after_k_core"] == len(ws.dataset.users)

@@ -8,7 +8,7 @@ import math
 from pathlib import Path
 
 from ..errors import DataError
-from .atomic import read_atomic
+from .atomic import guess_anchor_field, read_atomic
 from .catalog import Catalog, Item, alignment_items
 from .dataset import Dataset
 from .paths import resolve_media_path
@@ -53,13 +53,6 @@ def default_dataset_dir(name: str = "ml-100k") -> Path:
 MEDIA_FIELDS = ("image", "audio", "video")
 """Item fields holding a media file path (relative to the dataset folder); they go to
 ``Item.media[field]`` instead of the text attributes."""
-
-
-def guess_anchor_field(fields: list[str]) -> str:
-    for name in ("title", "movie_title", "item_name", "name"):
-        if name in fields:
-            return name
-    raise DataError(f"cannot tell which item field is the anchor (title); pass --anchor-field (fields: {fields})")
 
 
 def load_recbole_atomic(

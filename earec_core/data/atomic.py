@@ -76,3 +76,11 @@ def read_atomic(path: str | Path) -> AtomicTable:
         rows.append(row)
         numbers.append(lineno)
     return AtomicTable(path=path, fields=fields, types=types, rows=rows, line_numbers=numbers)
+
+
+def guess_anchor_field(fields: list[str]) -> str:
+    """The anchor (title) field among an item file's ``fields``. Raises DataError naming them."""
+    for name in ("title", "movie_title", "item_name", "name"):
+        if name in fields:
+            return name
+    raise DataError(f"cannot tell which item field is the anchor (title); pass --anchor-field (fields: {fields})")
