@@ -78,6 +78,9 @@ class Modality(ABC):
         name: the user-facing key (``earec align --modality NAME``).
         placeholder: slot marker in prompt text (e.g. ``"<behavior>"``), or ``None`` for text.
         description: one line for ``earec plugins``.
+        declared_options: ``{key: one-line help}`` of the options ``--modality-option NAME.KEY=VALUE``
+            accepts; an unknown key is refused before anything is saved.  ``None`` (the default)
+            accepts any key, for plugins written before declarations existed.
         code: short code in result labels (``EARec_TB``: text + behaviour); default the name's
             first letter, upper-cased.  Declare one when that would collide (``video`` vs ``vision``).
         transferable: whether an adapter + projector aligned on one dataset may be applied to another
@@ -95,6 +98,18 @@ class Modality(ABC):
     description: ClassVar[str] = ""
     transferable: ClassVar[bool] = True
     code: ClassVar[str] = ""
+    declared_options: ClassVar[dict[str, str] | None] = None
+
+    @classmethod
+    def check_options(cls, options: dict) -> None:
+        """Raise EarecError for keys not in :attr:`declared_options`, listing the valid ones."""
+        if cls.declared_options is None:
+            return
+        unknown = sorted(set(options) - set(cls.declared_options))
+        if unknown:
+            valid = "; ".join(f"{k}: {v}" for k, v in sorted(cls.declared_options.items())) or "none"
+            raise EarecError(f"modality {cls.name!r} has no option {', '.join(map(repr, unknown))} "
+                             f"(its options: {valid})")
 
     @classmethod
     def label_code(cls) -> str:

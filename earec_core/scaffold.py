@@ -60,6 +60,8 @@ class {cls}(Modality):
     name = "{name}"
     placeholder = "<{name}>"
     description = "{name} modality (template: hashed character trigrams of the item metadata)"
+    # every --modality-option {name}.KEY=VALUE key this modality reads; others are refused
+    declared_options = {{"seed": "seed of the fixed random projection (default 0)"}}
 
     DIM = 64
     BUCKETS = 1024

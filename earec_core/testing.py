@@ -41,6 +41,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from .errors import EarecError
 from .modality import Modality
 
 TINY_SPECIALS = ["<pad>", "<eos>", "<bos>"]
@@ -171,6 +172,16 @@ class ModalityContract:
             if self.plugin is not None:
                 monkeypatch.undo()
                 plugins.reload_plugins()
+
+    def test_declared_options_are_documented_and_enforced(self, modality):
+        declared = type(modality).declared_options
+        if declared is None:
+            pytest.skip(f"{modality.name!r} declares no options (any --modality-option key is accepted)")
+        assert isinstance(declared, dict) and all(isinstance(k, str) and isinstance(v, str) and v.strip()
+                                                  for k, v in declared.items()), declared
+        assert set(modality.options) <= set(declared), f"options in use but not declared: {modality.options}"
+        with pytest.raises(EarecError, match="has no option 'no_such_option_xyz'"):
+            type(modality).check_options({"no_such_option_xyz": 1})
 
     def test_encoder_output_shape_and_dtype(self, modality, items):
         self._needs_encoder(modality)

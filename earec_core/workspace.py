@@ -86,7 +86,9 @@ class Workspace:
         for key in ("recommender_options", "embedding_recommender_options"):  # merged, not replaced
             if key in given:
                 given[key] = {**stored.get(key, DEFAULTS[key]), **given[key]}
-        if "modality_options" in given:  # merged per modality
+        if "modality_options" in given:  # checked against each modality's declaration, then merged
+            for m, opts in given["modality_options"].items():
+                registry().modality(m).check_options(opts)
             merged = {m: dict(o) for m, o in stored.get("modality_options", {}).items()}
             for m, opts in given["modality_options"].items():
                 merged.setdefault(m, {}).update(opts)

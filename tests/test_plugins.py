@@ -148,3 +148,15 @@ def test_unknown_modality_error_lists_known_ones():
 
     with pytest.raises(ModalityNotFound, match=r"registered: (\w+, )*behavior, text"):  # + installed plugins
         plugins.registry().modality("smell")
+
+
+def test_an_undeclared_modality_option_is_refused_before_anything_is_saved(tmp_path):
+    from click.testing import CliRunner
+
+    from earec_core.cli import cli
+
+    run_dir = tmp_path / "run"
+    result = CliRunner().invoke(cli, ["prepare", "--run-dir", str(run_dir), "--modality-option", "text.max_char=10"])
+    assert result.exit_code == 1
+    assert "modality 'text' has no option 'max_char'" in result.output and "max_chars" in result.output
+    assert not (run_dir / "run.json").exists()

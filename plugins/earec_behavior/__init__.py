@@ -25,6 +25,8 @@ class BehaviorModality(Modality):
 
     name = "behavior"
     code = "B"
+    declared_options = {"n_related": "related-item slots per prompt (default 3; 0 disables them)",
+                        "recommender": "the ID recommender whose item table is the encoder (default sasrec)"}
     placeholder = "<behavior>"
     transferable = False  # the encoder is this dataset's ID item table: align it again on each target
     description = "ID-recommender item embedding + related items, 2-layer MLP projector"

@@ -18,6 +18,8 @@ class TextModality(Modality):
 
     name = "text"
     code = "T"
+    declared_options = {"fields": "item fields rendered in the prompt (default: all but id and anchor)",
+                        "max_chars": "prompt text is cut to this many characters (default 1000)"}
     placeholder = None
     description = "item metadata as prompt text (LLM word embeddings, no projector)"
 

@@ -50,6 +50,14 @@ log = logging.getLogger("earec.vision")
 class VisionModality(Modality):
     name = "vision"
     code = "V"
+    declared_options = {
+        "encoder": "a local HF CLIP folder or open_clip checkpoint (required)",
+        "features": "patch (default) or pooled", "layer": "hidden-state index for patch features (default -2)",
+        "n_related": "related-item images per prompt (default 3)", "image_field": "item field with the image path",
+        "max_pixels": "larger images are skipped unread", "batch_size": "images per forward pass (default 16)",
+        "device": "auto, cpu, cuda:0, ...", "backend": "auto, hf or open_clip",
+        "open_clip_model": "the open_clip architecture name (backend open_clip)",
+    }
     placeholder = "<image>"
     description = "item image through a local CLIP encoder (patch or pooled features) + related images, MLP projector"
 

@@ -77,6 +77,9 @@ class AudioModality(Modality):
 
     name = "audio"
     code = "A"
+    declared_options = {"tokens": "tokens per clip (default 8)", "dim": "encoder width (default 128)",
+                        "n_mels": "mel bands (default 64)", "max_seconds": "clip length read (default 10)",
+                        "checkpoint": "a local encoder checkpoint", "seed": "seed of the random encoder"}
     placeholder = "<audio>"
     description = "WAV -> log-mel -> conv+transformer encoder (k tokens), 2-layer MLP projector"
 
