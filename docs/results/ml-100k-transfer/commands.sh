@@ -21,5 +21,14 @@ TGT=runs/ml-100k
 .venv/bin/earec study --run-dir $TGT --name transfer --seeds 0,1,2 \
     --row "ID SASRec=ids" --row "EARec_T=text" --row "EARec_T-xfer=$SRC/adapters/text" \
     --row "EARec_TB=text+behavior" --row "EARec_TB-xfer=xfer-TB" --row "EARec_TB-noalign=base:text,behavior"
-cp $TGT/study-transfer/study.md $TGT/study-transfer/study.json $TGT/study-transfer/fig_slices.png docs/results/ml-100k-transfer/
-cp $SRC/adapters/text/README.md docs/results/ml-100k-transfer/model_card_text.md
+# the same rows tested against in-domain EARec_TB instead of ID SASRec (cached: only the t-tests run)
+.venv/bin/earec study --run-dir $TGT --name transfer-vs-indomain --seeds 0,1,2 --baseline EARec_TB \
+    --row "EARec_TB=text+behavior" --row "EARec_TB-xfer=xfer-TB" --row "EARec_TB-noalign=base:text,behavior" \
+    --row "EARec_T=text" --row "EARec_T-xfer=$SRC/adapters/text"
+OUT=docs/results/ml-100k-transfer
+cp $TGT/study-transfer/study.md $TGT/study-transfer/study.json $TGT/study-transfer/fig_slices.png $OUT/
+cp $TGT/study-transfer-vs-indomain/study.md $OUT/study_vs_indomain.md
+cp $TGT/explain/report.md $OUT/explain.md
+cp $SRC/adapters/text/README.md $OUT/model_card_text.md
+cp $TGT/compositions/xfer-TB/README.md $OUT/model_card_xfer-TB.md
+cp runs/sources/ml-1m-minus-ml-100k/subset.json $OUT/source_subset.json
