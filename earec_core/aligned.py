@@ -120,6 +120,18 @@ def write_composition(folder: Path, peft_model, adapter_name: str, projectors: d
     write_text(folder / CARD, model_card(info))
 
 
+def record_metrics(folder: Path, metrics: dict) -> None:
+    """Merge ``metrics`` (``{name: value}``, e.g. ROUGE-L from ``earec explain``) into the folder's
+    ``modality.json`` / ``composition.json`` under ``metrics`` and re-render its card.  The stage
+    manifest is not touched: metrics describe the model, they are not an input of it."""
+    folder = Path(folder)
+    path = folder / (COMPOSITION_META if (folder / COMPOSITION_META).is_file() else MODALITY_META)
+    meta = read_json(path)
+    meta["metrics"] = {**meta.get("metrics", {}), **metrics}
+    write_json(path, meta)
+    write_text(folder / CARD, model_card(meta))
+
+
 def is_model_folder(path: Path) -> bool:
     """True if ``path`` is an aligned-model folder: an aligned modality or a composition, from any
     run or anywhere on disk."""

@@ -12,9 +12,10 @@ from __future__ import annotations
 import torch
 from rouge_score import rouge_scorer
 
-from .data import alignment_items
+from .aligned import record_metrics
 from .artifacts import write_json, write_text
-from .model import AlignedModel, load_aligned
+from .data import alignment_items
+from .model import AlignedModel, load_aligned, resolve
 from .prompt import build_samples, collate, splice
 
 
@@ -92,6 +93,15 @@ def explain(ws, sources: dict[str, str], *, holdout: int = 32, max_items: int | 
         shown = "; ".join(f"{anchors[i]!r} → {report['generations'][label][i]!r} ({v:.2f})" for v, i in good)
         lines.append(f"- {label}: {shown or 'none'}")
     report["markdown"] = "\n".join(lines)
+    for label, source in sources.items():  # the run's own aligned folders carry their scores in their card
+        folder, _ = resolve(ws, source)
+        if folder is not None and ws.dir.resolve() in folder.resolve().parents:
+            name = f"ROUGE-L on {len(held)} held-out items of {ws.dataset.name}"
+            found = {name: round(report["rougeL"][label], 4)}
+            if label in report["rougeL_train"]:
+                found[f"ROUGE-L on {len(trained)} alignment items of {ws.dataset.name}"] = round(
+                    report["rougeL_train"][label], 4)
+            record_metrics(folder, found)
     write_json(ws.dir / "explain" / "report.json", report)
     write_text(ws.dir / "explain" / "report.md", report["markdown"] + "\n")
     return report

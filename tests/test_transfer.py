@@ -94,6 +94,13 @@ def test_model_folder_embeds_a_dataset_it_was_not_aligned_on(world):
     assert info["config"]["source"] == str(folder.resolve()) or info["config"]["source"] == str(folder)
     explained = run_cli("explain", "--model", folder, "--items", "2", "--run-dir", world["tgt_run"], "--quiet").output
     assert "transferred" in explained
+    # a folder from another run is scored, never written to
+    assert "metrics" not in json.loads((folder / "modality.json").read_text())
+    run_cli("explain", "--source", "t=text", "--items", "2", "--train-items", "2", "--run-dir", world["src_run"],
+            "--quiet")
+    metrics = json.loads((folder / "modality.json").read_text())["metrics"]
+    assert set(metrics) == {"ROUGE-L on 2 held-out items of mixed", "ROUGE-L on 2 alignment items of mixed"}
+    assert "## Metrics" in (folder / "README.md").read_text() and "held-out items of mixed" in (folder / "README.md").read_text()
 
 
 def test_behaviour_does_not_transfer_to_another_dataset(world):
