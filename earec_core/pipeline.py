@@ -134,15 +134,23 @@ def run_all(ws, cfg: RunConfig, console: Console | None = None) -> dict:
     console.print(report["markdown"])
 
     embed_sources = [cfg.modalities[0], comp_name] if len(cfg.modalities) > 1 else [cfg.modalities[0]]
+    notes = []
     for src in embed_sources:
         mods = src.split("+")
         label = label_for(ws.registry, mods)
+        if src == comp_name and sweep is not None:
+            # The chosen candidate already is this row: the same adapters, λ, mode, prompts, recommender
+            # options and seed, so its embeddings and recommender are not computed a second time.
+            chosen = next(c for c in sweep["candidates"] if c["name"] == sweep["chosen"]["name"])
+            models[label] = {"valid": chosen["valid"], "test": chosen["test"]}
+            notes.append(f"{label} is the chosen λ candidate's recommender ({chosen['sources']['test']}): the "
+                         f"composition {comp_name} equals {chosen['name']}, so it is not trained twice")
+            continue
         out = stage(f"embed {label}", embed, ws, src, batch_size=cfg.embed_batch_size, precision=cfg.embed_precision)
         res = stage(f"recommend {label}", on_embeddings, ws, out, ws["recommender"], label=label,
                     options=ws["embedding_recommender_options"])
         models[label] = {"valid": res.valid, "test": res.test}
 
-    notes = []
     if sweep is not None:
         lam = ", ".join(f"{m}={w:g}" for m, w in lambdas.items())
         notes.append(f"λ ({lam}) chosen on validation NDCG@10 among {len(sweep['candidates'])} candidates "

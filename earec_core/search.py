@@ -25,7 +25,13 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from .artifacts import atomic_dir, is_current, manifest_of, read_json, write_json, write_text
+from .compose import compose, normalise_weights
+from .data import alignment_items
+from .embed import embed
 from .errors import CompositionError, EarecError
+from .explain import generate, rouge_l
+from .model import load_aligned
+from .recommend import on_embeddings
 
 CRITERIA = ("rouge", "ndcg")
 SEARCH_DIR = "search"
@@ -118,13 +124,6 @@ def search_weights(ws, modalities: Sequence[str] | None = None, *, step: float =
     Raises:
         CompositionError / EarecError: bad grid, unknown criterion, a modality not aligned.
     """
-    from .data import alignment_items
-    from .compose import compose, normalise_weights
-    from .embed import embed
-    from .explain import generate, rouge_l
-    from .model import load_aligned
-    from .recommend import on_embeddings
-
     log = log or (lambda _msg: None)
     modalities = list(modalities) if modalities else aligned_modalities(ws)
     criteria = tuple(dict.fromkeys(criteria))

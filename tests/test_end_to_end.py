@@ -61,6 +61,10 @@ def test_lambda_is_chosen_on_validation_only(finished_run):
     assert any("chosen on validation" in n for n in results["notes"])
     composed = json.loads((run_dir / "compositions" / "text+behavior" / "composition.json").read_text())
     assert composed["weights"] == best["weights"]
+    # the chosen candidate is the EARec_TB row: trained once, not again under another name
+    assert results["models"]["EARec_TB"] == {"valid": best["valid"], "test": best["test"]}
+    assert not (run_dir / "recommend" / "EARec_TB").exists()
+    assert not any("EARec_TB" in stage for stage in results["seconds"])
 
 
 def test_adapters_are_peft_loadable_and_projectors_safetensors(finished_run, tiny_llm_dir):
@@ -84,7 +88,8 @@ def test_embeddings_cover_every_item_in_catalog_order(finished_run):
 
     run_dir, _ = finished_run
     ws = Workspace(run_dir, progress=False)
-    for label in ("text", "text+behavior"):
+    chosen = json.loads((run_dir / "search" / "sweep.json").read_text())["chosen"]["name"]
+    for label in ("text", chosen):
         emb = load_embeddings(run_dir / "embeddings" / label, ws.dataset.catalog.ids)
         assert emb.shape == (len(ws.dataset.catalog), 64) and torch.isfinite(emb).all()
 
