@@ -35,9 +35,10 @@ from torch.utils.data import DataLoader
 from .aligned import base_fingerprint, check_adapter, load_projector, read_modality_meta, write_aligned_modality
 from .artifacts import atomic_dir, is_current, manifest_of, read_json
 from .backbone import decoder_and_head
-from .data.subset import SUBSET_FILE, source_part
-from .modality import Modality
 from .data import alignment_items
+from .data.subset import SUBSET_FILE, source_part
+from .errors import EarecError
+from .modality import Modality
 from .prompt import IGNORE_INDEX, Batch, Sample, build_samples, collate, splice
 
 
@@ -114,7 +115,6 @@ class DeviceConfig:
                 whose adapter this process never sees), FSDP without GPUs, a GPU request without
                 enough GPUs, or a ``torchrun`` world size that differs from ``devices * num_nodes``.
         """
-        from .errors import EarecError
 
         if self.devices < 1 or self.num_nodes < 1:
             raise EarecError(f"--devices and --num-nodes must be at least 1 (got {self.devices}, {self.num_nodes})")
@@ -250,8 +250,6 @@ def _fit(module: AnchorGeneration, samples: list[Sample], pad_id: int, cfg: Alig
                         generator=torch.Generator().manual_seed(0))
     from lightning.fabric.utilities.exceptions import MisconfigurationException
 
-    from .errors import EarecError
-
     try:
         trainer = L.Trainer(
             max_epochs=epochs, accelerator=devices.accelerator, devices=devices.devices, strategy=devices.strategy,
@@ -325,8 +323,6 @@ def align(ws, modality_name: str, cfg: AlignConfig | None = None, *, force: bool
         EarecError: no item can form an alignment sample; unusable device settings.
     """
     from peft import PeftModel, get_peft_model
-
-    from .errors import EarecError
 
     cfg = cfg or AlignConfig()
     devices = devices or DeviceConfig()

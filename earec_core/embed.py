@@ -28,6 +28,7 @@ import torch
 
 from .artifacts import atomic_dir, glob_escape, is_current, manifest_of
 from .embstore import EMBEDDINGS_FILE, load_embeddings, publish, read_shard, save_shard  # noqa: F401 (re-exported)
+from .backbone import decoder_and_head
 from .errors import ArtifactError, EarecError
 from .model import AlignedModel, load_aligned, resolve
 from .prompt import build_samples, collate, splice
@@ -80,8 +81,6 @@ def encode_items(aligned: AlignedModel, builder, catalog, item_ids: list[str], *
     """
     from lightning.fabric.utilities.apply_func import move_data_to_device
     from rich.progress import track
-
-    from .backbone import decoder_and_head
 
     samples, _ = build_samples(builder, catalog, item_ids, with_answer=False, with_related=False)
     by_id = {s.item_id: s for s in samples}

@@ -33,8 +33,15 @@ from pathlib import Path
 import torch
 
 from .artifacts import atomic_dir, file_hash, is_current, manifest_of, read_json, write_json, write_text
+from .compose import compose, normalise_weights
+from .data import alignment_items, resolve_media_path
+from .embed import embed
+from .embstore import EMBEDDINGS_FILE
 from .errors import EarecError
+from .explain import generate, rouge_l
+from .model import load_aligned, resolve
 from .pipeline import label_for, metric_cell, metric_columns
+from .recommend import RANKS_FILES, id_baseline, load_ranks, on_embeddings
 from .search import aligned_modalities, sweep_markdown
 
 SENTENCE_EMBEDDINGS = "sentence-encoder"
@@ -66,8 +73,6 @@ def sentence_embeddings(ws, encoder_dir: str | Path | None = None, *, batch_size
     import json
 
     from safetensors.torch import save_file
-
-    from .embed import EMBEDDINGS_FILE
 
     path = Path(encoder_dir) if encoder_dir else default_text_encoder()
     if not (path / "config.json").is_file():
@@ -103,8 +108,6 @@ def sentence_embeddings(ws, encoder_dir: str | Path | None = None, *, batch_size
 
 # -- compositions of subsets ------------------------------------------------------------------------------
 def _subset_weights(lambdas: dict[str, float], subset, mode: str) -> dict[str, float]:
-    from .compose import normalise_weights
-
     w = {m: float(lambdas.get(m, 0.0)) for m in subset}
     if all(v == 0 for v in w.values()):
         w = {m: 1.0 for m in subset}
@@ -116,7 +119,6 @@ def composition_for(ws, subset, lambdas: dict[str, float], mode: str) -> str:
     composition with ``lambdas`` restricted to ``subset`` (renormalised).  An existing composition
     ``M1+M2`` with the same λ and mode is reused; otherwise ``report-M1+M2`` is (re)composed, so
     compositions the user made are never overwritten."""
-    from .compose import compose
 
     subset = list(subset)
     if len(subset) == 1:
@@ -139,8 +141,6 @@ def cached_generations(ws, sources: dict[str, str], items: list[str], *, max_new
                        force: bool = False) -> tuple[dict, Path]:
     """``{label: {item: text}}`` from each source on ``items``, cached in ``RUN/explain/generations``
     (manifest: sources, items, the adapters/compositions/encoder states they depend on)."""
-    from .explain import generate
-    from .model import load_aligned, resolve
 
     out = ws.dir / "explain" / "generations"
     inputs = {"dataset": ws.dir / "dataset"}
@@ -178,8 +178,6 @@ def _item_image(ws, item):
         return None
     try:
         from PIL import Image
-
-        from .data import resolve_media_path
 
         with Image.open(resolve_media_path(root, rel)) as img:
             img.thumbnail((256, 256))
@@ -247,10 +245,6 @@ def make_report(ws, *, item_id: str | None = None, weights: dict[str, float] | N
 
     Raises EarecError if nothing is aligned in the run, or ``item_id`` is not in the catalog.
     """
-    from .data import alignment_items
-    from .embed import embed
-    from .explain import rouge_l
-    from .recommend import RANKS_FILES, id_baseline, load_ranks, on_embeddings
 
     log = log or (lambda _msg: None)
     mods = aligned_modalities(ws)

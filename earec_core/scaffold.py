@@ -12,6 +12,7 @@ import re
 from pathlib import Path
 
 from .errors import EarecError
+from .plugins import ENTRY_POINT_GROUP, registry
 
 PYPROJECT = '''[build-system]
 requires = ["setuptools>=77", "wheel"]
@@ -194,8 +195,6 @@ def _taken(name: str) -> str | None:
     """Why ``name`` cannot be a new plugin's name, or ``None``."""
     import importlib.metadata
     import importlib.util
-
-    from .plugins import ENTRY_POINT_GROUP, registry
 
     if name in registry().modalities:
         return "a registered modality"

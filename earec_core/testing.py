@@ -41,8 +41,11 @@ from pathlib import Path
 import pytest
 import torch
 
+from . import plugins
+from .aligned import load_projector
 from .errors import EarecError
 from .modality import Modality
+from .prompt import PromptBuilder, collate, splice
 
 TINY_SPECIALS = ["<pad>", "<eos>", "<bos>"]
 
@@ -152,8 +155,6 @@ class ModalityContract:
 
     # -- checks --------------------------------------------------------------------------------------
     def test_registered_through_the_plugin_manager(self, modality, monkeypatch):
-        from . import plugins
-
         assert self.modality_name, "set modality_name on the contract class"
         assert modality.name == self.modality_name
         if self.plugin is not None:  # hermetic: no entry point loads, only this plugin object
@@ -211,8 +212,6 @@ class ModalityContract:
         assert torch.isfinite(out).all()
 
     def test_fragment_and_prompt_slots(self, modality, items, contract_tokenizer):
-        from .prompt import PromptBuilder
-
         builder = PromptBuilder(contract_tokenizer, {modality.name: modality}, max_length=4096)
         for it in items:
             for with_related in (True, False):
@@ -239,7 +238,6 @@ class ModalityContract:
 
     def test_splice_writes_projected_features_at_the_slots(self, modality, items, contract_tokenizer):
         self._needs_encoder(modality)
-        from .prompt import PromptBuilder, collate, splice
 
         builder = PromptBuilder(contract_tokenizer, {modality.name: modality}, max_length=4096)
         samples = [builder.build(it, with_answer=False, with_related=True) for it in items]
@@ -263,8 +261,6 @@ class ModalityContract:
     def test_projector_save_load_round_trip(self, modality, items, tmp_path):
         self._needs_encoder(modality)
         from safetensors.torch import save_file
-
-        from .aligned import load_projector
 
         projector = self._projector(modality, seed=1)
         save_file({k: v.detach().float().contiguous() for k, v in projector.state_dict().items()},

@@ -23,12 +23,13 @@ from pathlib import Path
 from typing import Any
 
 from .artifacts import atomic_dir, file_hash, is_current, manifest_of, read_json, write_bytes, write_json
-from .backbone import DEFAULT_LLM, load_tokenizer, resolve_llm
+from .backbone import DEFAULT_LLM, load_llm, load_tokenizer, resolve_llm
 from .data import SHIPPED_DATASETS, Dataset, default_dataset_dir, load_dataset
 from .data.check import check_dataset
 from .errors import EarecError
 from .modality import Modality, ModalityContext
 from .plugins import Registry, code_fingerprint, registry
+from .prompt import PromptBuilder
 from .recommend import id_baseline
 
 log = logging.getLogger(__name__)
@@ -246,14 +247,12 @@ class Workspace:
 
     def base_model(self):
         """A fresh copy of the frozen backbone (each stage wraps its own with peft)."""
-        from .backbone import load_llm
 
         return load_llm(self.llm_path, trust_remote_code=self["trust_remote_code"])
 
     def builder(self, modalities: dict[str, Modality], *, anchor_in_prompt: bool = False):
         """The prompt builder for ``modalities``; ``anchor_in_prompt`` only for stage-2 embeddings
         (see :class:`~earec_core.prompt.PromptBuilder`)."""
-        from .prompt import PromptBuilder
 
         return PromptBuilder(self.tokenizer, modalities, max_length=self["max_length"],
                              anchor_in_prompt=anchor_in_prompt)

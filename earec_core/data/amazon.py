@@ -31,6 +31,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from ..errors import DataError
+from . import load_recbole_atomic
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".gif")
 _TAG = re.compile(r"<[^>]*>")
@@ -219,7 +220,6 @@ def load_amazon(
             metadata's lists, restricted to surviving items; note they were crawled after the
             reviews, so they can leak future co-purchases into training).
     """
-    from . import load_recbole_atomic
 
     if related not in ("sequences", "also_buy", "also_view"):
         raise DataError(f"related={related!r}: expected 'sequences', 'also_buy' or 'also_view'")

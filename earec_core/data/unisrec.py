@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from ..artifacts import write_bytes
+from ..embstore import read_embeddings
 from ..errors import ArtifactError, DataError
 from ..recommender import SequenceSplits
 from .atomic import read_atomic
@@ -224,7 +225,6 @@ def export_feat(embeddings, item_ids: list[str], item2index: dict[str, int] | st
 def export_embeddings_dir(embeddings_dir: str | Path, item2index: dict[str, int] | str | Path, out: str | Path,
                           *, missing: str = "error") -> Path:
     """:func:`export_feat` for an EARec ``RUN/embeddings/NAME`` folder."""
-    from ..embstore import read_embeddings
 
     ids, emb = read_embeddings(Path(embeddings_dir))
     return export_feat(emb, ids, item2index, out, missing=missing)
