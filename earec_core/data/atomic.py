@@ -51,7 +51,7 @@ def read_atomic(path: str | Path) -> AtomicTable:
     if not path.is_file():
         raise DataError(f"atomic file not found: {path}")
     try:
-        text = path.read_text(encoding="utf-8")
+        text = path.read_text(encoding="utf-8-sig")  # a leading byte-order mark is not part of the header
     except UnicodeDecodeError as exc:
         raise DataError(f"{path}: not valid UTF-8 (byte {exc.start}); re-encode the file as UTF-8") from None
     lines = text.splitlines()
