@@ -521,10 +521,13 @@ def check_data(dataset, anchor_field, k_core, max_seq_length, as_json):
     report = check_dataset(folder, anchor_field=anchor_field, k=k_core, max_seq_length=max_seq_length)
     if as_json:
         click.echo(json.dumps(report.as_dict(), indent=2))
-    else:
-        console.print(report.markdown())
+        if not report.ok:
+            sys.exit(1)
+        return
+    console.print(report.markdown())
     if not report.ok:
-        sys.exit(1)
+        found = ", ".join(f"{f.message} ({f.count})" for f in report.errors if f.count)
+        raise click.ClickException(f"check-data found errors a run would stop on: {found}")
 
 
 @cli.command("make-source")

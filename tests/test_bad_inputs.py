@@ -270,6 +270,57 @@ def bad_timestamp(env):
     return env.cli("prepare", dataset=env.write_dataset(["u1\ti1\tyesterday"], items))
 
 
+def non_finite_timestamp(value: str):
+    def row(env):
+        items = [f"i{i}\tMovie {i}\t2000\tDrama" for i in range(3)]
+        return env.cli("prepare", dataset=env.write_dataset(["u1\ti0\t1", "", "u1\ti1\t" + value], items))
+    return row
+
+
+def header_only_interactions(env):
+    items = [f"i{i}\tMovie {i}\t2000\tDrama" for i in range(3)]
+    return env.cli("prepare", dataset=env.write_dataset([], items))
+
+
+def duplicate_item_definition(env):
+    data = env.dataset()
+    item = data / f"{data.name}.item"
+    item.write_text(item.read_text() + "i1\tA second title for i1\t1999\tDrama\n")
+    result = env.cli("prepare", "--rec-option", "max_epochs=1", dataset=data)
+    assert result.exit_code == 0, result.output
+    stats = json.loads((env.run_dir / "dataset" / "stats.json").read_text())
+    assert stats["item_ids_duplicated"] == 1
+    checks = json.loads((env.run_dir / "dataset" / "checks.json").read_text())
+    assert [f["count"] for f in checks["warnings"] if f["kind"] == "duplicate_item_id"] == [1]
+    return result
+
+
+def check_data_on_a_broken_copy(env):
+    items = [f"i{i}\tMovie {i}\t2000\tDrama" for i in range(3)]
+    return env.cli_raw("check-data", "--dataset", env.write_dataset(["u1\ti0\tnan", "u1\ti1\tsoon"], items))
+
+
+def undeclared_modality_option(env):
+    return env.cli("prepare", "--modality-option", "behavior.n_relatd=2", dataset=env.dataset())
+
+
+def modality_called_default(env):
+    env.workspace()
+    make_adapter(env, "default", seed=1)
+    make_adapter(env, "text", seed=2)
+    result = env.cli("compose", "--weights", "default=0.5,text=0.5", "--mode", "delta")
+    assert (env.run_dir / "compositions" / "default+text" / "composition.json").is_file(), result.output
+    return result
+
+
+def backbone_switched_under_adapters(env):
+    env.workspace()
+    make_adapter(env, "text")
+    other = env.tmp / "same-llm-elsewhere"
+    shutil.copytree(env.llm, other)
+    return env.cli_raw("embed", "base:text", "--run-dir", env.run_dir, "--llm", other, "--quiet")
+
+
 def missing_item_file(env):
     data = env.dataset()
     (data / f"{data.name}.item").unlink()
@@ -560,6 +611,22 @@ ROWS = [
     pytest.param(non_utf8, cli_error(r"not valid UTF-8"), id="non-utf8-file"),
     pytest.param(ragged_row, cli_error(r"d?\.inter:\d+: 5 columns, header has 4"), id="ragged-row"),
     pytest.param(bad_timestamp, cli_error(r"timestamp 'yesterday' is not a number"), id="bad-timestamp"),
+    pytest.param(non_finite_timestamp("nan"), cli_error(r"d\.inter:4: timestamp 'nan' is not a finite number"),
+                 id="timestamp-nan-after-a-blank-line"),
+    pytest.param(non_finite_timestamp("-inf"), cli_error(r"d\.inter:4: timestamp '-inf' is not a finite number"),
+                 id="timestamp-minus-inf"),
+    pytest.param(header_only_interactions, cli_error(r"no interactions \(the file has only its header\)"),
+                 id="inter-header-only"),
+    pytest.param(duplicate_item_definition, handled("first definition kept, counted in stats and checks.json"),
+                 id="item-id-defined-twice"),
+    pytest.param(check_data_on_a_broken_copy, cli_error(r"check-data found errors .*not numbers \(1\).*NaN or infinite \(1\)"),
+                 id="check-data-broken-copy"),
+    pytest.param(modality_called_default, handled("composes like any other name (peft's own 'default' is not hit)"),
+                 id="modality-named-default"),
+    pytest.param(backbone_switched_under_adapters, cli_error(r"was built with the backbone .* needs a new --run-dir"),
+                 id="llm-switched-under-adapters"),
+    pytest.param(undeclared_modality_option, cli_error(r"modality 'behavior' has no option 'n_relatd'.*n_related"),
+                 id="modality-option-undeclared"),
     pytest.param(missing_item_file, cli_error(r"atomic file not found"), id="missing-item-file"),
     pytest.param(lambda env: env.cli("prepare", dataset=env.tmp / "nope"), cli_error(r"dataset folder not found"),
                  id="dataset-folder-missing"),

@@ -90,6 +90,7 @@ def check_dataset(directory: str | Path, *, anchor_field: str | None = None, k: 
         ("timestamp_not_a_number", "timestamps that are not numbers"),
         ("timestamp_not_finite", "timestamps that are NaN or infinite"),
         ("no_interactions", "interaction file without interactions"),
+        ("nothing_left", "filtering leaves nothing to train on"),
     ]}
     warn = {key: Finding(key, msg) for key, msg in [
         ("duplicate_item_id", "item ids defined more than once (the first definition is kept)"),
@@ -177,7 +178,11 @@ def check_dataset(directory: str | Path, *, anchor_field: str | None = None, k: 
         interactions.append(Interaction(user=row[u_col].strip(), item=item, timestamp=ts, order=order))
     users_before = {x.user for x in interactions}
     items_before = {x.item for x in interactions}
-    kept = k_core(interactions, k)
+    try:
+        kept = k_core(interactions, k)
+    except DataError as exc:  # every user or item falls below k: the run would stop here
+        err["nothing_left"].add(str(exc))
+        kept = []
     users_after = Counter(x.user for x in kept)
     items_after = {x.item for x in kept}
     for u in sorted(users_before - set(users_after))[:EXAMPLES]:
