@@ -32,7 +32,8 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
-from .aligned import base_fingerprint, check_adapter, load_projector, read_modality_meta, write_aligned_modality
+from .aligned import (PROJECTOR, base_fingerprint, check_adapter, load_projector, read_modality_meta,
+                      write_aligned_modality)
 from .artifacts import atomic_dir, is_current, manifest_of, read_json
 from .backbone import decoder_and_head
 from .data import alignment_items
@@ -210,10 +211,12 @@ def source_record(ws, samples: list[Sample]) -> dict:
     subset = directory / SUBSET_FILE if directory is not None else None
     if subset is not None and subset.is_file():
         info = read_json(subset)
-        names = [p["name"] for p in info.get("parts", [])]
-        drawn = Counter(source_part(s.item_id, names) for s in samples) if info.get("mixed") else {}
-        record["parts"] = [{**p, "samples": drawn.get(p["name"], len(samples) if not info.get("mixed") else 0)}
-                           for p in info.get("parts", [])]
+        parts = info.get("parts", [])
+        if info.get("mixed"):  # ids carry their part's name
+            drawn = Counter(source_part(s.item_id, [p["name"] for p in parts]) for s in samples)
+        else:  # one part: every sample is its own
+            drawn = {p["name"]: len(samples) for p in parts}
+        record["parts"] = [{**p, "samples": drawn.get(p["name"], 0)} for p in parts]
         record["without_items_of"] = info.get("target")
     return record
 
@@ -369,7 +372,7 @@ def align(ws, modality_name: str, cfg: AlignConfig | None = None, *, force: bool
     if modality.placeholder is not None:
         projector = modality.build_projector(modality.feature_dim, d_llm)
         if init is not None:  # the source's projector, when its widths fit this encoder and backbone
-            projector = load_projector(init / "projector.safetensors", meta, modality, d_llm).train()
+            projector = load_projector(init / PROJECTOR, meta, modality, d_llm).train()
     start = time.perf_counter()
     log: dict = {"samples": len(samples), "skipped": skipped}
     pad_id = ws.tokenizer.pad_token_id

@@ -31,6 +31,7 @@ ADAPTER_WEIGHTS = "adapter_model.safetensors"
 MODALITY_META = "modality.json"
 COMPOSITION_META = "composition.json"
 PROJECTOR = "projector.safetensors"
+CARD = "README.md"
 _FINGERPRINT_KEYS = ("model_type", "hidden_size", "num_hidden_layers", "intermediate_size", "vocab_size",
                      "num_attention_heads", "num_key_value_heads")
 
@@ -104,7 +105,7 @@ def write_aligned_modality(folder: Path, peft_model, adapter_state: dict, projec
     if projector_state is not None:
         save_file({k: v.detach().float().contiguous() for k, v in projector_state.items()}, str(folder / PROJECTOR))
     write_json(folder / MODALITY_META, meta)
-    write_text(folder / CARD, model_card(read_json(folder / MODALITY_META)))
+    write_text(folder / CARD, model_card(meta))
 
 
 def write_composition(folder: Path, peft_model, adapter_name: str, projectors: dict[str, Path], info: dict) -> None:
@@ -125,10 +126,9 @@ def record_metrics(folder: Path, metrics: dict) -> None:
     ``modality.json`` / ``composition.json`` under ``metrics`` and re-render its card.  The stage
     manifest is not touched: metrics describe the model, they are not an input of it."""
     folder = Path(folder)
-    path = folder / (COMPOSITION_META if (folder / COMPOSITION_META).is_file() else MODALITY_META)
-    meta = read_json(path)
+    meta = folder_meta(folder)
     meta["metrics"] = {**meta.get("metrics", {}), **metrics}
-    write_json(path, meta)
+    write_json(folder / (COMPOSITION_META if (folder / COMPOSITION_META).is_file() else MODALITY_META), meta)
     write_text(folder / CARD, model_card(meta))
 
 
@@ -209,8 +209,6 @@ def load_projector(path: Path, meta: dict, modality: Modality, d_llm: int) -> nn
     except RuntimeError as exc:
         raise ArtifactError(f"{path} does not fit {modality.name!r}'s projector: {exc}") from None
     return projector.eval()
-
-CARD = "README.md"
 
 
 def check_transfer(folder: Path, meta: dict, modality: Modality, dataset: dict) -> None:

@@ -446,7 +446,7 @@ def study(ws, seeds, rows, baseline, name):
     result = run_study(ws, [parse_row(r) for r in rows] or None, seed_list, baseline=baseline,
                        log=console.print if ws.progress else None, name=name)
     console.print(result["markdown"])
-    console.print(f"study: {ws.dir / ('study' if not name else 'study-' + name) / 'study.md'}")
+    console.print(f"study: {ws.study_dir(name) / 'study.md'}")
 
 
 @cli.command("search-weights")

@@ -30,7 +30,7 @@ from .artifacts import atomic_dir, glob_escape, is_current, manifest_of
 from .embstore import EMBEDDINGS_FILE, load_embeddings, publish, read_shard, save_shard  # noqa: F401 (re-exported)
 from .backbone import decoder_and_head
 from .errors import ArtifactError, EarecError
-from .model import AlignedModel, load_aligned, resolve
+from .model import AlignedModel, is_folder_source, load_aligned, resolve
 from .prompt import build_samples, collate, splice
 
 log = logging.getLogger(__name__)
@@ -205,7 +205,7 @@ def embed(ws, source: str, *, batch_size: int = 16, precision: str = "auto", for
     if adapter is not None:
         inputs["adapter"] = adapter
     for m in names:
-        external = adapter is not None and ws.dir.resolve() not in adapter.resolve().parents
+        external = adapter is not None and not ws.owns(adapter)
         if not external and (ws.adapter_dir(m) / "manifest.json").is_file():
             inputs[f"aligned:{m}"] = ws.adapter_dir(m)
     # shard_size only changes the file layout, not a number in it: it is not part of the manifest
@@ -276,7 +276,7 @@ def _complete(path: Path, item_ids: list[str]) -> bool:
 def embeddings_label(source: str, anchor: bool = False, layers: tuple[int, ...] = (-1,)) -> str:
     """The folder name under ``RUN/embeddings`` of ``source``'s item embeddings (``@anchor``: with
     the anchor in the stage-2 prompt; ``@L-1,-8``: those hidden states concatenated)."""
-    if "/" in source or source.startswith("."):  # an aligned-model folder elsewhere: its name + a path hash
+    if is_folder_source(source):  # an aligned-model folder elsewhere: its name + a path hash
         digest = hashlib.sha256(str(Path(source).expanduser().resolve()).encode()).hexdigest()[:8]
         source = f"{Path(source).expanduser().resolve().name}@ext-{digest}"
     label = source.replace(":", "-").replace(",", "+") + ("@anchor" if anchor else "")

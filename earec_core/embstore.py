@@ -38,22 +38,27 @@ def shard_name(index: int, total: int) -> str:
     return f"item_embeddings-{index + 1:05d}-of-{total:05d}.safetensors"
 
 
-def save_shard(path: Path, emb: torch.Tensor, item_ids: list[str], source: str) -> None:
-    """Write ``emb`` ``(len(item_ids), hidden)`` atomically (temp file + ``os.replace``), so a
-    file at ``path`` is always complete."""
-    if emb.shape[0] != len(item_ids):
-        raise ValueError(f"{emb.shape[0]} rows for {len(item_ids)} item ids")
+def _save_atomic(path: Path, tensors: dict[str, torch.Tensor], metadata: dict[str, str]) -> None:
+    """Write a safetensors file atomically (temp file + ``os.replace``), tensors as contiguous
+    float32, so a file at ``path`` is always complete."""
+    path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}-", dir=path.parent)
     os.close(fd)
     try:
-        save_file({"embeddings": emb.float().contiguous()}, tmp,
-                  metadata={"item_ids": json.dumps(item_ids), "source": source})
+        save_file({k: v.float().contiguous() for k, v in tensors.items()}, tmp, metadata=metadata)
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
+
+
+def save_shard(path: Path, emb: torch.Tensor, item_ids: list[str], source: str) -> None:
+    """Write ``emb`` ``(len(item_ids), hidden)`` atomically, so a file at ``path`` is always complete."""
+    if emb.shape[0] != len(item_ids):
+        raise ValueError(f"{emb.shape[0]} rows for {len(item_ids)} item ids")
+    _save_atomic(path, {"embeddings": emb}, {"item_ids": json.dumps(item_ids), "source": source})
 
 
 def read_shard(path: Path) -> tuple[list[str], torch.Tensor]:
@@ -151,18 +156,8 @@ class ItemFeatures:
 
     def save(self, path: Path, *, tensor: str = "features") -> None:
         """Write atomically (a temp file renamed into place), float32."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}-", dir=path.parent)
-        os.close(fd)
-        try:
-            save_file({tensor: self.features.float().contiguous()}, tmp,
-                      metadata={"item_ids": json.dumps(self.item_ids), "info": json.dumps(self.info)})
-            os.replace(tmp, path)
-        except BaseException:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(tmp)
-            raise
+        _save_atomic(path, {tensor: self.features},
+                     {"item_ids": json.dumps(self.item_ids), "info": json.dumps(self.info)})
 
     @classmethod
     def load(cls, path: Path, *, tensor: str = "features", what: str = "item feature table", fix: str = "",

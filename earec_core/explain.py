@@ -95,7 +95,7 @@ def explain(ws, sources: dict[str, str], *, holdout: int = 32, max_items: int | 
     report["markdown"] = "\n".join(lines)
     for label, source in sources.items():  # the run's own aligned folders carry their scores in their card
         folder, _ = resolve(ws, source)
-        if folder is not None and ws.dir.resolve() in folder.resolve().parents:
+        if folder is not None and ws.owns(folder):
             name = f"ROUGE-L on {len(held)} held-out items of {ws.dataset.name}"
             found = {name: round(report["rougeL"][label], 4)}
             if label in report["rougeL_train"]:

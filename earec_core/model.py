@@ -24,6 +24,12 @@ class AlignedModel:
     source: str
 
 
+def is_folder_source(source: str) -> bool:
+    """True if ``source`` names an aligned-model folder by path (``runs/src/adapters/text``,
+    ``./model``) rather than by its name in the run."""
+    return "/" in source or source.startswith(".")
+
+
 def resolve(ws, source: str) -> tuple[Path | None, list[str]]:
     """``(adapter folder or None, modality names)`` for a source: a composition under
     ``RUN/compositions``, an aligned modality under ``RUN/adapters``, ``base:M1,M2`` for the
@@ -34,7 +40,7 @@ def resolve(ws, source: str) -> tuple[Path | None, list[str]]:
     """
     if source.startswith("base:"):
         return None, [m for m in source[5:].split(",") if m]
-    if "/" in source or source.startswith("."):
+    if is_folder_source(source):
         path = Path(source).expanduser()
         if not is_model_folder(path):
             raise ArtifactError(f"{source} is not an aligned-model folder (it needs composition.json or modality.json: "
@@ -73,7 +79,7 @@ def load_aligned(ws, source: str, *, seed: int = 0) -> AlignedModel:
 
     adapter, names = resolve(ws, source)
     parts = modality_parts(adapter) if adapter is not None else {}
-    if adapter is not None and ws.dir.resolve() not in adapter.resolve().parents:
+    if adapter is not None and not ws.owns(adapter):
         # a folder from elsewhere (the run's own were checked when they were composed), before any
         # encoder is fitted for a model that cannot be used here
         for m, (meta, _) in parts.items():

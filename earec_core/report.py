@@ -446,7 +446,7 @@ def make_report(ws, *, item_id: str | None = None, weights: dict[str, float] | N
     for label, g in example["generations"].items():
         text = (g["text"] if g["text"] is not None else "(no input)").replace("|", "\\|")
         md.append(f"| {label} | {text} | {g['rougeL']:.4f} |")
-    study_dir = ws.dir / "study"
+    study_dir = ws.study_dir()
     study_md = (study_dir / "study.md").read_text() if (study_dir / "study.md").is_file() else None
     if study_md:  # `earec study` ran: its seeds / paired tests / long-tail slices, with its figure
         md += ["", "## Seeds, paired t-tests and long-tail slices (`earec study`, RUN/study/study.json)", "",

@@ -36,7 +36,6 @@ from .errors import EarecError
 from .recommend import id_baseline, on_embeddings, seed_label
 from .report import ndcg_at, sentence_embeddings, ttest_rel
 
-STUDY_DIR = "study"
 DEFAULT_SLICES = (5, 20)
 """Long-tail slices: test users whose target occurs at most this often in the training sequences."""
 COLUMNS = ("HR@10", "NDCG@10", "HR@50", "NDCG@50")
@@ -214,7 +213,7 @@ def run_study(ws, rows: Sequence[Row] | None = None, seeds: Sequence[int] = (0, 
              "best_earec_by_valid": best, "notes": notes,
              "method": "per-row mean ± sd over seeds; paired t-test (scipy.stats.ttest_rel) over test users of "
                        "per-user NDCG@10 averaged over seeds; rows chosen on validation only"}
-    out = ws.dir / (STUDY_DIR if not name else f"{STUDY_DIR}-{name}")
+    out = ws.study_dir(name)
     out.mkdir(parents=True, exist_ok=True)
     write_json(out / "study.json", study)
     md = study_markdown(study)

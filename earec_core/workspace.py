@@ -107,11 +107,16 @@ class Workspace:
         old, new = stored.get("llm", DEFAULTS["llm"]), given.get("llm")
         if new is None or new == old:
             return
-        built = [d for d in ("adapters", "compositions", "embeddings") if any((self.dir / d).glob("[!.]*"))]
+        built = self._built("adapters", "compositions", "embeddings")
         if built:
             raise EarecError(f"{self.dir} was built with the backbone {old} (its {', '.join(built)} belong to it); "
                              f"--llm {new} needs a new --run-dir (aligned folders from this run can be reused "
                              "only on the same backbone)")
+
+    def _built(self, *kinds: str, pattern: str = "[!.]*") -> list[str]:
+        """Those of the run's artifact folders ``kinds`` holding an entry that matches ``pattern``
+        (by default unfinished ``.NAME-tmp`` writes do not count)."""
+        return [d for d in kinds if any((self.dir / d).glob(pattern))]
 
     def rollback_settings(self) -> None:
         """Put ``run.json`` back as it was before this workspace was opened (a command that failed,
@@ -177,7 +182,7 @@ class Workspace:
         silently continue on another (other items, other k-core, edited files): those artifacts
         would be mixed with the new catalog.  Raises EarecError naming what changed."""
         old_path = directory / "manifest.json"
-        built = [d for d in ("adapters", "compositions", "embeddings", "encoders") if any((self.dir / d).glob("*"))]
+        built = self._built("adapters", "compositions", "embeddings", "encoders", pattern="*")
         if not old_path.is_file() or not built:
             return
         try:
@@ -267,6 +272,10 @@ class Workspace:
 
     def recommend_dir(self, label: str) -> Path:
         return self.dir / "recommend" / label
+
+    def owns(self, path: Path) -> bool:
+        """True if ``path`` lies inside this run's folder (an artifact of this run, not one from elsewhere)."""
+        return self.dir.resolve() in Path(path).resolve().parents
 
     def study_dir(self, name: str | None = None) -> Path:
         return self.dir / ("study" if not name else f"study-{name}")
