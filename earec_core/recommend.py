@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import inspect
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -28,6 +28,8 @@ class RecResult:
     item_table: torch.Tensor | None = None
     valid_ranks: torch.Tensor | None = None  # 0-based per-user ranks (splits order), for paired tests
     test_ranks: torch.Tensor | None = None
+    # per-epoch validation metrics of the fit ({"epoch": e, "NDCG@10": …}), for learning curves; may be empty
+    history: list[dict[str, float]] = field(default_factory=list)
 
 
 def train_and_evaluate(
@@ -68,7 +70,7 @@ def train_and_evaluate(
     valid, valid_ranks = evaluate(rec.score, splits.valid, splits.n_items, ks)
     test, test_ranks = evaluate(rec.score, splits.test, splits.n_items, ks)
     return RecResult(valid=valid, test=test, seconds=seconds, item_table=rec.item_embedding_table(),
-                     valid_ranks=valid_ranks, test_ranks=test_ranks)
+                     valid_ranks=valid_ranks, test_ranks=test_ranks, history=list(getattr(rec, "history", None) or []))
 
 
 def _construct(cls, name: str, options: dict):
@@ -106,10 +108,12 @@ def _cached(directory: Path, manifest: dict, compute, *, need_ranks: bool = Fals
         table_path = directory / "item_table.safetensors"
         table = load_file(str(table_path))["table"] if table_path.is_file() else None
         return RecResult(valid=m["valid"], test=m["test"], seconds=m["seconds"], item_table=table,
-                         valid_ranks=load_ranks(directory, "valid"), test_ranks=load_ranks(directory, "test"))
+                         valid_ranks=load_ranks(directory, "valid"), test_ranks=load_ranks(directory, "test"),
+                         history=m.get("history", []))
     result = compute()
     with atomic_dir(directory, manifest) as tmp:
-        write_json(tmp / "metrics.json", {"valid": result.valid, "test": result.test, "seconds": result.seconds})
+        write_json(tmp / "metrics.json", {"valid": result.valid, "test": result.test, "seconds": result.seconds,
+                                          "epochs": len(result.history), "history": result.history})
         if result.item_table is not None:
             save_file({"table": result.item_table.contiguous()}, str(tmp / "item_table.safetensors"))
         for split, ranks in (("valid", result.valid_ranks), ("test", result.test_ranks)):

@@ -141,5 +141,9 @@ def test_second_recommender_plugin_is_selectable(finished_run):
     assert "meanpool" in out
     metrics = json.loads((run_dir / "recommend" / "id-meanpool" / "metrics.json").read_text())
     assert 0 <= metrics["test"]["NDCG@10"] <= metrics["test"]["HR@10"] <= 1
+    # the learning curve is kept: one validation entry per epoch, the best of which is the reported one
+    assert metrics["epochs"] == len(metrics["history"]) >= 1
+    assert [h["epoch"] for h in metrics["history"]] == list(range(metrics["epochs"]))
+    assert max(h["NDCG@10"] for h in metrics["history"]) == pytest.approx(metrics["valid"]["NDCG@10"], abs=1e-3)
     r = CliRunner().invoke(cli, ["recommend", "--run-dir", str(run_dir), "--recommender", "nope", "--quiet"])
     assert r.exit_code == 1 and "no recommender named 'nope'" in r.output

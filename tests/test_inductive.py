@@ -11,7 +11,7 @@ import torch
 from earec_core.data import alignment_items
 from earec_core.data import load_dataset
 from earec_core.data.sequences import hold_out_new_items, leave_one_out
-from earec_core.errors import DataError
+from earec_core.errors import ArtifactError, DataError
 from earec_core.workspace import Workspace
 from earec_sasrec import SASRec
 from earec_sasrec.model import SASRecNet
@@ -86,12 +86,18 @@ def test_workspace_new_items_flows_into_dataset_manifest_and_behaviour_encoder(t
     behaviour = ws.modality("behavior")  # prepare(): the ID table of an ID SASRec trained without new items
     table = ws.context.id_item_table()
     assert table.shape[0] == len(ds.catalog) + 1
-    new_ids = [ds.catalog.items[i - 1].id for i in sorted(ds.splits.new_items)]
-    encoded = behaviour.encode(new_ids)
-    assert encoded.shape[0] == len(new_ids) and torch.isfinite(encoded).all()
-    # the encoder's rows are the ID table's, which never trained on new items (see the test above)
-    rows = torch.tensor(sorted(ds.splits.new_items))
-    assert torch.allclose(encoded.reshape(len(new_ids), -1), table[rows].reshape(len(new_ids), -1))
+    # new items kept their random initial ID rows (see the test above): they get no behaviour slot,
+    # so their prompts speak through text alone; every trained item keeps its ID-table row
+    new_items = [ds.catalog.items[i - 1] for i in sorted(ds.splits.new_items)]
+    assert all(behaviour.fragment(item) is None for item in new_items)
+    with pytest.raises(ArtifactError, match="not in this feature table"):
+        behaviour.encode([new_items[0].id])
+    seen = [i for i in range(1, len(ds.catalog) + 1) if i not in ds.splits.new_items]
+    encoded = behaviour.encode([ds.catalog.items[i - 1].id for i in seen])
+    assert torch.allclose(encoded.reshape(len(seen), -1), table[torch.tensor(seen)])
+    assert all(behaviour.fragment(ds.catalog.items[i - 1]) is not None for i in seen)
+    facts = json.loads((ws.encoder_dir("behavior") / "facts.json").read_text())
+    assert facts["untrained_items"] == len(new_items) and facts["items"] == len(seen)
 
 
 def test_sparse_training_keeps_every_user_evaluated():

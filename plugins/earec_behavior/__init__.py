@@ -17,6 +17,16 @@ from earec_core.modality import Fragment, Modality
 TABLE_FILE = "item_embeddings.safetensors"
 
 
+def trained_items(train: list[list[int]], n_items: int) -> torch.Tensor:
+    """``(n_items + 1,)`` bool: item ``i`` (1-based) occurs in some training sequence ``train``."""
+    seen = torch.zeros(n_items + 1, dtype=torch.bool)
+    flat = [i for seq in train for i in seq]
+    if flat:
+        seen[torch.tensor(flat, dtype=torch.long)] = True
+    seen[0] = False
+    return seen
+
+
 class BehaviorModality(Modality):
     """Options:
         n_related: related-item slots per prompt (default 3; 0 disables them).
@@ -36,11 +46,20 @@ class BehaviorModality(Modality):
         self._table: ItemFeatures | None = None
 
     def prepare(self, ctx) -> dict:
+        """Keep the ID recommender's item table, without the items it never trained on.
+
+        An item absent from every training sequence (a new item of an inductive split, or an item
+        only the dropped users of a sparse split consumed) kept its random initial row: that row
+        says nothing about the item, so the item gets no behaviour slot at all and its prompt
+        speaks through its other modalities.  Returns ``{"items", "untrained_items", "dim"}``.
+        """
         table = ctx.id_item_table(self.options.get("recommender", "sasrec"))
+        trained = trained_items(ctx.dataset.splits.train, len(ctx.dataset.catalog))
+        ids = [iid for i, iid in enumerate(ctx.dataset.catalog.ids) if trained[i + 1]]
         # row i of the ID table is catalog item i (1-based); the padding row 0 is dropped
-        ItemFeatures(ctx.dataset.catalog.ids, table[1:]).save(ctx.artifact_dir(self.name) / TABLE_FILE, tensor="table")
+        ItemFeatures(ids, table[1:][trained[1:]]).save(ctx.artifact_dir(self.name) / TABLE_FILE, tensor="table")
         self.load(ctx.artifact_dir(self.name))
-        return {"items": len(ctx.dataset.catalog), "dim": int(table.shape[1])}
+        return {"items": len(ids), "untrained_items": len(ctx.dataset.catalog) - len(ids), "dim": int(table.shape[1])}
 
     def load(self, directory: Path) -> None:
         """Restore the item table written by :meth:`prepare`.
