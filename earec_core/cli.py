@@ -306,10 +306,10 @@ def explain(ws, sources, models, items, train_items):
             table[f"{path} (transferred)"] = path
     else:
         table = {}
-        for d in sorted((ws.dir / "adapters").glob("[!.]*")):  # .NAME-tmp-* are unfinished writes
+        for d in sorted(ws.adapters_root.glob("[!.]*")):  # .NAME-tmp-* are unfinished writes
             table[f"{d.name} (before alignment)"] = f"base:{d.name}"
             table[f"{d.name} (aligned alone)"] = d.name
-        for d in sorted((ws.dir / "compositions").glob("[!.]*")):
+        for d in sorted(ws.compositions_root.glob("[!.]*")):
             if d.name.startswith(("grid-", "report-")):  # λ-search candidates / report sub-compositions
                 continue
             table[f"{d.name} (composed)"] = d.name
@@ -389,7 +389,7 @@ def recommend(ws, source, model, recommender):
 
 
 def _print_metrics(models: dict) -> None:
-    from .pipeline import metric_cell, metric_columns
+    from .tables import metric_cell, metric_columns
 
     cols = metric_columns(models.values())
     table = Table(title="leave-one-out, full ranking")
@@ -423,7 +423,7 @@ def run(ws, modalities, weights, mode, explain_items, align_cfg):
                     weights=None if weights.strip() == "auto" else parse_weights(weights), mode=mode, align=align_cfg, explain_items=explain_items)
     results = run_all(ws, cfg, console)
     _print_metrics(results["models"])
-    console.print(f"results: {ws.dir / 'results.md'}")
+    console.print(f"results: {ws.results_path('md')}")
 
 
 @cli.command()
@@ -466,7 +466,7 @@ def study(ws, seeds, rows, baseline, name):
 def search_weights(ws, modalities, step, criteria, select, mode, items, sweep_rec_options, max_new_tokens, force):
     """Grid search of λ on the simplex, scored on validation data; writes RUN/search/sweep.{json,md}."""
     from .search import search_weights as run_search
-    from .search import sweep_markdown
+    from .tables import sweep_markdown
 
     mods = [m.strip() for m in modalities.split(",") if m.strip()] if modalities else None
     sweep = run_search(ws, mods, step=step, criteria=[c.strip() for c in criteria.split(",") if c.strip()],
@@ -474,7 +474,7 @@ def search_weights(ws, modalities, step, criteria, select, mode, items, sweep_re
                        rec_options=_key_values(sweep_rec_options, "--sweep-rec-option"), force=force,
                        log=None if not ws.progress else console.print)
     console.print(sweep_markdown(sweep))
-    console.print(f"sweep: {ws.dir / 'search' / 'sweep.md'}")
+    console.print(f"sweep: {ws.search_dir / 'sweep.md'}")
 
 
 @cli.command()
@@ -495,7 +495,7 @@ def report(ws, item_id, weights, explain_items, text_encoder, max_new_tokens):
                       explain_items=explain_items, text_encoder=text_encoder, max_new_tokens=max_new_tokens,
                       log=None if not ws.progress else console.print)
     console.print(rep["markdown"])
-    console.print(f"report: {ws.dir / 'report' / 'report.md'}")
+    console.print(f"report: {ws.report_dir / 'report.md'}")
 
 
 @cli.command("check-data")

@@ -187,7 +187,7 @@ def extend(ws, parent: str, added: dict[str, float], *, name: str | None = None,
     """
     pdir = ws.composition_dir(parent)
     if not (pdir / "composition.json").is_file():
-        raise CompositionError(f"no composition named {parent!r} in {ws.dir / 'compositions'}; "
+        raise CompositionError(f"no composition named {parent!r} in {ws.compositions_root}; "
                                "compose it first with `earec compose --weights ...`")
     info = read_json(pdir / "composition.json")
     old = dict(info["weights"])

@@ -201,7 +201,7 @@ def embed(ws, source: str, *, batch_size: int = 16, precision: str = "auto", for
     layers = tuple(int(i) for i in (ws["embed_layers"] if layers is None else layers))
     label = embeddings_label(source, anchor, layers)
     out = ws.embeddings_dir(label)
-    inputs = {"dataset": ws.dir / "dataset"}
+    inputs = {"dataset": ws.dataset_dir}
     if adapter is not None:
         inputs["adapter"] = adapter
     for m in names:

@@ -102,6 +102,6 @@ def explain(ws, sources: dict[str, str], *, holdout: int = 32, max_items: int | 
                 found[f"ROUGE-L on {len(trained)} alignment items of {ws.dataset.name}"] = round(
                     report["rougeL_train"][label], 4)
             record_metrics(folder, found)
-    write_json(ws.dir / "explain" / "report.json", report)
-    write_text(ws.dir / "explain" / "report.md", report["markdown"] + "\n")
+    write_json(ws.explain_dir / "report.json", report)
+    write_text(ws.explain_dir / "report.md", report["markdown"] + "\n")
     return report

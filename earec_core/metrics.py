@@ -196,6 +196,13 @@ def chunked_topk(
     return best_scores, best_items
 
 
+def ndcg_at(ranks: torch.Tensor, k: int = 10, dtype: torch.dtype = torch.float64) -> torch.Tensor:
+    """Per-user NDCG@``k`` from 0-based ranks ``(n_users,)``: ``1 / log2(rank + 2)`` if rank < k, else 0
+    (one relevant item, so IDCG = 1), computed in ``dtype``."""
+    r = ranks.to(dtype)
+    return torch.where(r < k, 1.0 / torch.log2(r + 2.0), torch.zeros_like(r))
+
+
 def metrics_from_ranks(ranks: torch.Tensor, ks: Sequence[int] = DEFAULT_KS) -> dict[str, float]:
     """Mean HR@K and NDCG@K for each K from 0-based ranks ``(n_users,)``."""
     if ranks.numel() == 0:
@@ -203,9 +210,8 @@ def metrics_from_ranks(ranks: torch.Tensor, ks: Sequence[int] = DEFAULT_KS) -> d
     ranks = ranks.float()
     out: dict[str, float] = {}
     for k in ks:
-        hit = ranks < k
-        out[f"HR@{k}"] = hit.float().mean().item()
-        out[f"NDCG@{k}"] = torch.where(hit, 1.0 / torch.log2(ranks + 2.0), torch.zeros_like(ranks)).mean().item()
+        out[f"HR@{k}"] = (ranks < k).float().mean().item()
+        out[f"NDCG@{k}"] = ndcg_at(ranks, k, dtype=torch.float32).mean().item()
     return out
 
 

@@ -50,7 +50,7 @@ def resolve(ws, source: str) -> tuple[Path | None, list[str]]:
     if not is_model_folder(comp) and "+" in source:
         # "behavior+text" finds the composition named "text+behavior" (same modalities)
         wanted = sorted(source.split("+"))
-        for cand in (ws.dir / "compositions").glob("*+*"):
+        for cand in ws.compositions_root.glob("*+*"):
             if sorted(cand.name.split("+")) == wanted and is_model_folder(cand):
                 comp = cand
                 break
@@ -59,7 +59,7 @@ def resolve(ws, source: str) -> tuple[Path | None, list[str]]:
     adapter = ws.adapter_dir(source)
     if is_model_folder(adapter):
         return adapter, [source]
-    known = sorted(p.name for sub in ("compositions", "adapters") for p in (ws.dir / sub).glob("*")
+    known = sorted(p.name for root in (ws.compositions_root, ws.adapters_root) for p in root.glob("*")
                    if p.is_dir() and not p.name.startswith("."))
     raise ArtifactError(f"no composition or aligned modality named {source!r} in {ws.dir} (found: {known or 'none'}); "
                         "a path to an aligned-model folder also works")

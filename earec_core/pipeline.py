@@ -14,23 +14,8 @@ from .compose import compose, normalise_weights
 from .embed import embed
 from .explain import explain
 from .recommend import id_baseline, on_embeddings
-from .search import default_candidates, search_weights, sweep_markdown
-
-METRIC_COLUMNS = ("HR@10", "NDCG@10", "HR@50", "NDCG@50")
-
-
-def metric_columns(rows) -> tuple[str, ...]:
-    """The test metrics to show for result dicts ``rows`` (each with ``"test"``): the default
-    columns, or, when a run set other cutoffs (``--rec-option ks=[5,10]``), those it has."""
-    present = {c for r in rows for c in r["test"]}
-    if present >= set(METRIC_COLUMNS) or not present:
-        return METRIC_COLUMNS
-    return tuple(sorted(present, key=lambda c: (int(c.split("@")[1]), c.split("@")[0] != "HR")))
-
-
-def metric_cell(metrics: dict, column: str) -> str:
-    return f"{metrics[column]:.4f}" if column in metrics else "-"
-
+from .search import default_candidates, search_weights
+from .tables import results_markdown, sweep_markdown
 
 @dataclass
 class RunConfig:
@@ -71,27 +56,6 @@ def label_for(registry, modalities) -> str:
     codes = [registry.modality(m).label_code() for m in modalities]
     known = sorted((c for c in codes if c in PAPER_ORDER), key=PAPER_ORDER.find)
     return "EARec_" + "".join(known + [c for c in codes if c not in PAPER_ORDER])
-
-
-def results_markdown(results: dict) -> str:
-    cols = metric_columns(results["models"].values())
-    rows = ["| model | valid NDCG@10 | " + " | ".join(f"test {c}" for c in cols) + " |",
-            "|---|---|" + "---|" * len(cols)]
-    for name, r in results["models"].items():
-        rows.append(f"| {name} | {metric_cell(r['valid'], 'NDCG@10')} | "
-                    + " | ".join(metric_cell(r["test"], c) for c in cols) + " |")
-    out = ["## Recommendation (leave-one-out, full ranking over all items)", "", *rows, ""]
-    if results.get("rougeL"):
-        train = results.get("rougeL_train") or {}
-        out += ["## Alignment quality (ROUGE-L F1 vs the anchor)", "",
-                "| source | held-out items |" + (" alignment items |" if train else ""), "|---|---|" + ("---|" if train else "")]
-        out += [f"| {k} | {v:.4f} |" + (f" {train[k]:.4f} |" if k in train else "")
-                for k, v in results["rougeL"].items()] + [""]
-    out += ["## Wall time per stage (s)", "", "| stage | seconds |", "|---|---|"]
-    out += [f"| {k} | {v} |" for k, v in results["seconds"].items()]
-    if results.get("notes"):
-        out += ["", "## Notes", "", *(f"- {n}" for n in results["notes"])]
-    return "\n".join(out) + "\n"
 
 
 def run_all(ws, cfg: RunConfig, console: Console | None = None) -> dict:
@@ -163,7 +127,6 @@ def run_all(ws, cfg: RunConfig, console: Console | None = None) -> dict:
     results = {"dataset": ds.stats, "weights": lambdas, "mode": cfg.mode, "models": models,
                "rougeL": report["rougeL"], "rougeL_train": report.get("rougeL_train", {}), "seconds": stage.seconds, "notes": notes,
                "settings": ws.settings}
-    write_json(ws.dir / "results.json", results)
-    md = results_markdown(results)
-    write_text(ws.dir / "results.md", md)
+    write_json(ws.results_path("json"), results)
+    write_text(ws.results_path("md"), results_markdown(results))
     return results

@@ -40,9 +40,11 @@ from .embstore import EMBEDDINGS_FILE
 from .errors import EarecError
 from .explain import generate, rouge_l
 from .model import load_aligned, resolve
-from .pipeline import label_for, metric_cell, metric_columns
+from .metrics import ndcg_at
+from .pipeline import label_for
 from .recommend import RANKS_FILES, id_baseline, load_ranks, on_embeddings
-from .search import aligned_modalities, sweep_markdown
+from .search import aligned_modalities
+from .tables import report_markdown
 
 SENTENCE_EMBEDDINGS = "sentence-encoder"
 
@@ -82,7 +84,7 @@ def sentence_embeddings(ws, encoder_dir: str | Path | None = None, *, batch_size
     weights = sorted(p for p in path.glob("*.safetensors"))
     config = {"encoder": str(path), "config_sha256": file_hash(path / "config.json"),
               "weights": {p.name: p.stat().st_size for p in weights}, "pooling": "mean+l2"}
-    manifest = manifest_of(out, "embed", config, {"dataset": ws.dir / "dataset"})
+    manifest = manifest_of(out, "embed", config, {"dataset": ws.dataset_dir})
     if not force and is_current(out, manifest):
         return out
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -142,8 +144,8 @@ def cached_generations(ws, sources: dict[str, str], items: list[str], *, max_new
     """``{label: {item: text}}`` from each source on ``items``, cached in ``RUN/explain/generations``
     (manifest: sources, items, the adapters/compositions/encoder states they depend on)."""
 
-    out = ws.dir / "explain" / "generations"
-    inputs = {"dataset": ws.dir / "dataset"}
+    out = ws.generations_dir
+    inputs = {"dataset": ws.dataset_dir}
     for src in sources.values():
         adapter, names = resolve(ws, src)
         if adapter is not None:
@@ -187,11 +189,6 @@ def _item_image(ws, item):
 
 
 # -- statistics -------------------------------------------------------------------------------------------
-def ndcg_at(ranks: torch.Tensor, k: int = 10) -> torch.Tensor:
-    r = ranks.double()
-    return torch.where(r < k, 1.0 / torch.log2(r + 2.0), torch.zeros_like(r))
-
-
 def ttest_rel(x, y) -> tuple[float, float] | None:
     """``(t, p)`` of ``scipy.stats.ttest_rel`` on paired per-user values ``x``, ``y`` (same users, same
     order), or ``None`` when the differences are constant (the t statistic is undefined)."""
@@ -225,17 +222,6 @@ def _rel(ws, path: Path | str) -> str:
         return str(path)
 
 
-def _metrics_table(rows: list[dict], best: str | None = None) -> list[str]:
-    cols = metric_columns(rows)
-    lines = ["| model | valid NDCG@10 | " + " | ".join(f"test {c}" for c in cols) + " |",
-             "|---|---|" + "---|" * len(cols)]
-    for r in rows:
-        name = f"**{r['model']}**" if r["model"] == best else r["model"]
-        lines.append(f"| {name} | {metric_cell(r['valid'], 'NDCG@10')} | "
-                     + " | ".join(metric_cell(r["test"], c) for c in cols) + " |")
-    return lines
-
-
 def make_report(ws, *, item_id: str | None = None, weights: dict[str, float] | None = None,
                 explain_items: int = 32, holdout: int = 32, max_new_tokens: int = 24,
                 text_encoder: str | Path | None = None, embed_precision: str = "auto",
@@ -250,7 +236,7 @@ def make_report(ws, *, item_id: str | None = None, weights: dict[str, float] | N
     mods = aligned_modalities(ws)
     if not mods:
         raise EarecError(f"nothing aligned in {ws.dir}; run `earec run` or `earec align --modality text` first")
-    results_path = ws.dir / "results.json"
+    results_path = ws.results_path("json")
     results = read_json(results_path) if results_path.is_file() else {}
     mode = results.get("mode", "param")
     if weights is not None:
@@ -268,12 +254,13 @@ def make_report(ws, *, item_id: str | None = None, weights: dict[str, float] | N
         notes.append(f"no λ given for {sorted(set(mods) - set(weights))} ({weights_source}): "
                      f"used 1/{len(mods)} before renormalising")
     rec_results: dict[str, dict] = {}
+    rec_dirs: dict[str, Path] = {}  # label -> its recommender folder (per-user ranks)
 
     def record(label: str, res, directory: Path, **extra) -> dict:
         row = {"model": label, "valid": res.valid, "test": res.test,
                "source": _rel(ws, directory / "metrics.json"),
                "ranks": _rel(ws, directory / RANKS_FILES["test"]), **extra}
-        rec_results[label] = row
+        rec_results[label], rec_dirs[label] = row, directory
         return row
 
     def earec_row(label: str, source: str) -> dict:
@@ -282,18 +269,18 @@ def make_report(ws, *, item_id: str | None = None, weights: dict[str, float] | N
         log(f"report: {label} <- {source}")
         emb = embed(ws, source, precision=embed_precision)
         res = on_embeddings(ws, emb, rec, label=label, options=emb_opts, need_ranks=True)
-        return record(label, res, ws.dir / "recommend" / label, embeddings=_rel(ws, emb), source_name=source,
+        return record(label, res, ws.recommend_dir(label), embeddings=_rel(ws, emb), source_name=source,
                       composition=(_rel(ws, ws.composition_dir(source) / "composition.json")
                                    if (ws.composition_dir(source) / "composition.json").is_file() else None))
 
     # Table 2 ------------------------------------------------------------------------------------
     log("report: ID SASRec")
     base = id_baseline(ws, rec, need_ranks=True)
-    baselines = [record("ID SASRec", base, ws.dir / "recommend" / f"id-{rec}")]
+    baselines = [record("ID SASRec", base, ws.recommend_dir(f"id-{rec}"))]
     try:
         sent = sentence_embeddings(ws, text_encoder)
         res = on_embeddings(ws, sent, rec, label="SASRec_T", options=emb_opts, need_ranks=True)
-        baselines.append(record("SASRec_T", res, ws.dir / "recommend" / "SASRec_T", embeddings=_rel(ws, sent),
+        baselines.append(record("SASRec_T", res, ws.recommend_dir("SASRec_T"), embeddings=_rel(ws, sent),
                                 encoder=str(read_json(sent / "info.json")["source"])))
     except (EarecError, OSError, ImportError, ValueError) as exc:
         notes.append(f"SASRec_T skipped: the sentence encoder could not be loaded offline ({exc})")
@@ -310,7 +297,7 @@ def make_report(ws, *, item_id: str | None = None, weights: dict[str, float] | N
     best_e, best_b = best_of(earec_rows), best_of(baselines)
     significance = None
     if best_e and best_b:
-        a, b = load_ranks(ws.dir / Path(best_e["ranks"]).parent), load_ranks(ws.dir / Path(best_b["ranks"]).parent)
+        a, b = load_ranks(rec_dirs[best_e["model"]]), load_ranks(rec_dirs[best_b["model"]])
         if a is not None and b is not None:
             significance = {"a": best_e["model"], "b": best_b["model"], "metric": "per-user test NDCG@10",
                             "test": "scipy.stats.ttest_rel", "chosen_by": "validation NDCG@10",
@@ -329,7 +316,7 @@ def make_report(ws, *, item_id: str | None = None, weights: dict[str, float] | N
     ablation.append(dict(noalign, variant="w/o alignment"))
 
     # Table 4 ------------------------------------------------------------------------------------
-    sweep_path = ws.dir / "search" / "sweep.json"
+    sweep_path = ws.search_dir / "sweep.json"
     sweep = read_json(sweep_path) if sweep_path.is_file() else None
 
     # ROUGE-L and Figure 4 -----------------------------------------------------------------------
@@ -416,58 +403,21 @@ def make_report(ws, *, item_id: str | None = None, weights: dict[str, float] | N
         plt.close(fig)
         return ["fig5_rouge_ndcg.png", "fig4_generations.png"]
 
-    # Markdown -------------------------------------------------------------------------------------
-    md = [f"# EARec report — {ws.dir}", "",
-          f"Dataset {ws['dataset']} ({ws.dataset.stats.get('users')} users, {ws.dataset.stats.get('items')} items), "
-          f"seed {ws['seed']}, recommender {rec} {ws['recommender_options'] or ''}, λ {lambdas} ({mode}).", "",
-          "## Table 2 — overall performance (test, leave-one-out, full ranking)", "",
-          *_metrics_table([*baselines, *earec_rows], best=best_e["model"] if best_e else None), ""]
-    if significance:
-        p = "n/a" if significance["p"] is None else f"{significance['p']:.4g}"
-        t = "n/a" if significance["t"] is None else f"{significance['t']:.3f}"
-        md += [f"Paired t-test over {significance['n_users']} users, per-user test NDCG@10, "
-               f"{significance['a']} vs {significance['b']} (each the best of its group by validation NDCG@10): "
-               f"t = {t}, p = {p}.", ""]
-    cols = metric_columns(ablation)
-    md += ["## Table 3 — ablation of the full composition", "",
-           "| variant | model | valid NDCG@10 | " + " | ".join(f"test {c}" for c in cols) + " |",
-           "|---|---|---|" + "---|" * len(cols)]
-    for r in ablation:
-        md.append(f"| {r['variant']} | {r['model']} | {metric_cell(r['valid'], 'NDCG@10')} | "
-                  + " | ".join(metric_cell(r["test"], c) for c in cols) + " |")
-    md.append("")
-    md += ["## Table 4 — λ search", ""]
-    md += [sweep_markdown(sweep).split("\n", 2)[2]] if sweep else ["No sweep in this run (`earec search-weights` writes one).", ""]
-    md += ["## Figure 5 — ROUGE-L per modality and NDCG@10 per model", "", "![figure 5](fig5_rouge_ndcg.png)", "",
-           "| source | ROUGE-L (F1, held-out items) |", "|---|---|"]
-    md += [f"| {k} | {v['value']:.4f} |" for k, v in rouge.items()]
-    md += ["", f"## Figure 4 — generations for item {item_id}", "", f"Anchor: **{example['anchor']}**", "",
-           "![figure 4](fig4_generations.png)", "", "| source | generation | ROUGE-L |", "|---|---|---|"]
-    for label, g in example["generations"].items():
-        text = (g["text"] if g["text"] is not None else "(no input)").replace("|", "\\|")
-        md.append(f"| {label} | {text} | {g['rougeL']:.4f} |")
-    study_dir = ws.study_dir()
-    study_md = (study_dir / "study.md").read_text() if (study_dir / "study.md").is_file() else None
-    if study_md:  # `earec study` ran: its seeds / paired tests / long-tail slices, with its figure
-        md += ["", "## Seeds, paired t-tests and long-tail slices (`earec study`, RUN/study/study.json)", "",
-               study_md.replace("## ", "### ")]
-    if notes:
-        md += ["", "## Notes", "", *(f"- {n}" for n in notes)]
-    markdown = "\n".join(md) + "\n"
-
     report = {
         "run_dir": str(ws.dir), "seed": ws["seed"], "settings": ws.settings, "weights": lambdas, "mode": mode,
         "weights_source": weights_source,
-        "dataset": {"stats": ws.dataset.stats, "source": "dataset/stats.json"},
+        "dataset": {"stats": ws.dataset.stats, "source": _rel(ws, ws.dataset_dir / "stats.json")},
         "table2": {"baselines": baselines, "earec": earec_rows, "best_earec": best_e and best_e["model"],
                    "best_baseline": best_b and best_b["model"], "significance": significance},
         "table3": ablation,
-        "table4": {"source": "search/sweep.json", "chosen": sweep["chosen"], "candidates": [
+        "table4": {"source": _rel(ws, sweep_path), "chosen": sweep["chosen"], "candidates": [
             {k: v for k, v in c.items() if k != "generations"} for c in sweep["candidates"]]} if sweep else None,
         "rougeL": rouge, "figure4": example, "notes": notes,
     }
-    out = ws.dir / "report"
-    with atomic_dir(out) as tmp:
+    study_dir = ws.study_dir()
+    study_md = (study_dir / "study.md").read_text() if (study_dir / "study.md").is_file() else None
+    markdown = report_markdown(report, sweep=sweep, study_md=study_md)
+    with atomic_dir(ws.report_dir) as tmp:
         report["figures"] = draw(tmp)
         if study_md and (study_dir / "fig_slices.png").is_file():
             shutil.copyfile(study_dir / "fig_slices.png", tmp / "fig_slices.png")

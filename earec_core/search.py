@@ -32,9 +32,9 @@ from .errors import CompositionError, EarecError
 from .explain import generate, rouge_l
 from .model import load_aligned
 from .recommend import on_embeddings
+from .tables import sweep_markdown
 
 CRITERIA = ("rouge", "ndcg")
-SEARCH_DIR = "search"
 
 
 def simplex_grid(modalities: Sequence[str], step: float) -> list[dict[str, float]]:
@@ -92,7 +92,7 @@ def candidate_name(weights: dict[str, float]) -> str:
 
 def aligned_modalities(ws) -> list[str]:
     """Modalities with an aligned adapter in the run, in the paper's order (T, V, B, A, then others)."""
-    root = ws.dir / "adapters"
+    root = ws.adapters_root
     names = [d.name for d in root.glob("[!.]*") if (d / "modality.json").is_file()] if root.is_dir() else []
     order = {"text": 0, "vision": 1, "behavior": 2, "audio": 3}
     return sorted(names, key=lambda m: (order.get(m, 99), m))
@@ -153,8 +153,8 @@ def search_weights(ws, modalities: Sequence[str] | None = None, *, step: float =
               "recommender_options": {**ws["recommender_options"], **rec_opts}, "seed": ws["seed"],
               "precision": precision, "llm": str(ws.llm_path), "max_length": ws["max_length"]}
     catalog = ws.dataset.catalog  # writes the dataset manifest first
-    inputs = {"dataset": ws.dir / "dataset", **{f"adapter:{m}": ws.adapter_dir(m) for m in modalities}}
-    out = ws.dir / SEARCH_DIR
+    inputs = {"dataset": ws.dataset_dir, **{f"adapter:{m}": ws.adapter_dir(m) for m in modalities}}
+    out = ws.search_dir
     manifest = manifest_of(out, "search", config, inputs)
     if not force and is_current(out, manifest) and (out / "sweep.json").is_file():
         return read_json(out / "sweep.json")
@@ -176,7 +176,7 @@ def search_weights(ws, modalities: Sequence[str] | None = None, *, step: float =
             scores = rouge_l(gens, anchors)
             row["valid_rougeL"] = sum(scores.values()) / max(1, len(scores))
             row["generations"] = gens
-            row["sources"]["valid_rougeL"] = f"{SEARCH_DIR}/sweep.json"
+            row["sources"]["valid_rougeL"] = _rel(ws, out / "sweep.json")
         if "ndcg" in criteria:
             emb = embed(ws, name, batch_size=embed_batch_size, precision=precision)
             res = on_embeddings(ws, emb, ws["recommender"], label=emb.name, options=rec_opts)
@@ -197,35 +197,3 @@ def search_weights(ws, modalities: Sequence[str] | None = None, *, step: float =
         write_json(tmp / "sweep.json", sweep)
         write_text(tmp / "sweep.md", sweep_markdown(sweep))
     return sweep
-
-
-def sweep_markdown(sweep: dict) -> str:
-    """The sweep as a Markdown table (the paper's Table 4), the chosen λ marked."""
-    mods = sweep["config"]["modalities"]
-    rows = sweep["candidates"]
-    has_rouge = any("valid_rougeL" in r for r in rows)
-    has_rec = any("valid" in r for r in rows)
-    head = [f"λ {m}" for m in mods] + ["composition"]
-    if has_rouge:
-        head.append("valid ROUGE-L")
-    if has_rec:
-        head += ["valid HR@10", "valid NDCG@10", "test HR@10", "test NDCG@10", "test HR@50", "test NDCG@50"]
-    step = sweep["config"].get("step")
-    how = f"grid on the simplex, step {step:g}" if step is not None else "given candidates"
-    lines = [f"## λ search ({how}, mode {sweep['config']['mode']})", "",
-             "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    for r in rows:
-        cells = [f"{r['weights'][m]:g}" for m in mods]
-        cells.append(("**" + r["name"] + "** (chosen)") if r["name"] == sweep["chosen"]["name"] else r["name"])
-        if has_rouge:
-            cells.append(f"{r.get('valid_rougeL', float('nan')):.4f}")
-        if has_rec:
-            v, t = r.get("valid", {}), r.get("test", {})
-            cells += [f"{v.get('HR@10', float('nan')):.4f}", f"{v.get('NDCG@10', float('nan')):.4f}"]
-            cells += [f"{t.get(k, float('nan')):.4f}" for k in ("HR@10", "NDCG@10", "HR@50", "NDCG@50")]
-        lines.append("| " + " | ".join(cells) + " |")
-    c = sweep["chosen"]
-    lam = ", ".join(f"{m}={c['weights'][m]:g}" for m in mods)
-    lines += ["", f"Chosen: λ = ({lam}) — `{c['name']}`, best {c['criterion']} = {c['value']:.4f}.",
-              f"Seed {sweep['config']['seed']}; {sweep['note']}."]
-    return "\n".join(lines) + "\n"

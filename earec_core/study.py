@@ -22,7 +22,6 @@ Outputs: ``RUN/study/study.{json,md}`` and ``fig_slices.png``.
 from __future__ import annotations
 
 import json
-import math
 import statistics
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -33,12 +32,14 @@ import torch
 from .artifacts import write_bytes, write_json, write_text
 from .embed import embed
 from .errors import EarecError
+from .metrics import ndcg_at
 from .recommend import id_baseline, on_embeddings, seed_label
-from .report import ndcg_at, sentence_embeddings, ttest_rel
+from .report import sentence_embeddings, ttest_rel
+from .tables import METRIC_COLUMNS, study_markdown
 
 DEFAULT_SLICES = (5, 20)
 """Long-tail slices: test users whose target occurs at most this often in the training sequences."""
-COLUMNS = ("HR@10", "NDCG@10", "HR@50", "NDCG@50")
+COLUMNS = METRIC_COLUMNS
 
 
 @dataclass
@@ -235,45 +236,6 @@ def _ttest(a: torch.Tensor, b: torch.Tensor) -> dict:
     tp = ttest_rel(x, y) if len(x) > 1 else None
     return {"mean_row": float(x.mean()), "mean_baseline": float(y.mean()), "diff": float(x.mean() - y.mean()),
             "t": tp and tp[0], "p": tp and tp[1]}
-
-
-def _pm(cell: dict, digits: int = 4) -> str:
-    return f"{cell['mean']:.{digits}f} ± {cell['sd']:.{digits}f}"
-
-
-def _p(p) -> str:
-    if p is None or (isinstance(p, float) and math.isnan(p)):
-        return "–"
-    return f"{p:.1e}" if p < 1e-3 else f"{p:.3f}"
-
-
-def study_markdown(study: dict) -> str:
-    """The study as Markdown: the main table (mean ± sd over seeds) and the slice table."""
-    rows, base = study["rows"], study["baseline"]
-    seeds = ", ".join(map(str, study["seeds"]))
-    lines = [f"## Test metrics, mean ± sd over seeds {seeds} (leave-one-out, full ranking)", "",
-             "| model | valid NDCG@10 | " + " | ".join(f"test {c}" for c in COLUMNS) + f" | Δ NDCG@10 vs {base} | p |",
-             "|---|---|" + "---|" * len(COLUMNS) + "---|---|"]
-    for label, r in rows.items():
-        vs = r.get("vs_baseline", {}).get("all")
-        name = f"**{label}**" if label == study.get("best_earec_by_valid") else label
-        lines.append(f"| {name} | {_pm(r['valid']['NDCG@10'])} | " + " | ".join(_pm(r["test"][c]) for c in COLUMNS)
-                     + (f" | {vs['diff']:+.4f} | {_p(vs['p'])} |" if vs else " | – | – |"))
-    slice_names = list(study["slice_sizes"])
-    lines += ["", f"## Test NDCG@10 by target popularity (mean ± sd over seeds; p: paired t-test vs {base})", "",
-              "| model | " + " | ".join(f"{n} ({study['slice_sizes'][n]} users)" for n in slice_names) + " |",
-              "|---|" + "---|" * len(slice_names)]
-    for label, r in rows.items():
-        cells = []
-        for n in slice_names:
-            vs = r.get("vs_baseline", {}).get(n)
-            cells.append(_pm(r["slices"][n]) + (f" (p {_p(vs['p'])})" if vs else ""))
-        lines.append(f"| {label} | " + " | ".join(cells) + " |")
-    if study.get("best_earec_by_valid"):
-        lines += ["", f"Bold: the EARec row with the best mean validation NDCG@10 ({study['best_earec_by_valid']})."]
-    lines += ["", f"Method: {study['method']}."]
-    lines += [f"- {n}" for n in study.get("notes", [])]
-    return "\n".join(lines) + "\n"
 
 
 def _figure(study: dict, path: Path) -> Path | None:

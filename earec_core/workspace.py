@@ -211,7 +211,7 @@ class Workspace:
 
     @functools.cached_property
     def context(self) -> ModalityContext:
-        return ModalityContext(dataset=self.dataset, encoders_dir=self.dir / "encoders", seed=self["seed"],
+        return ModalityContext(dataset=self.dataset, encoders_dir=self.encoders_root, seed=self["seed"],
                                progress=self.progress,
                                item_tables=lambda name: id_baseline(self, name).item_table)
 
@@ -262,13 +262,17 @@ class Workspace:
         return PromptBuilder(self.tokenizer, modalities, max_length=self["max_length"],
                              anchor_in_prompt=anchor_in_prompt)
 
-    # -- paths: every folder of the run is named here ----------------------------------------------
+    # -- paths: every folder and file of the run is named here ---------------------------------------
     @property
     def dataset_dir(self) -> Path:
         return self.dir / "dataset"
 
+    @property
+    def encoders_root(self) -> Path:
+        return self.dir / "encoders"
+
     def encoder_dir(self, modality: str) -> Path:
-        return self.dir / "encoders" / modality  # = the modality context's artifact_dir(modality)
+        return self.encoders_root / modality  # = the modality context's artifact_dir(modality)
 
     def recommend_dir(self, label: str) -> Path:
         return self.dir / "recommend" / label
@@ -280,11 +284,44 @@ class Workspace:
     def study_dir(self, name: str | None = None) -> Path:
         return self.dir / ("study" if not name else f"study-{name}")
 
+    @property
+    def adapters_root(self) -> Path:
+        """The folder of every aligned modality (``adapter_dir``); may not exist yet."""
+        return self.dir / "adapters"
+
     def adapter_dir(self, modality: str) -> Path:
-        return self.dir / "adapters" / modality
+        return self.adapters_root / modality
+
+    @property
+    def compositions_root(self) -> Path:
+        """The folder of every composition (``composition_dir``); may not exist yet."""
+        return self.dir / "compositions"
 
     def composition_dir(self, name: str) -> Path:
-        return self.dir / "compositions" / name
+        return self.compositions_root / name
 
     def embeddings_dir(self, name: str) -> Path:
         return self.dir / "embeddings" / name
+
+    @property
+    def explain_dir(self) -> Path:
+        """``earec explain``'s report.{json,md}."""
+        return self.dir / "explain"
+
+    @property
+    def generations_dir(self) -> Path:
+        """The cached generations ``earec report`` scores ROUGE-L on."""
+        return self.explain_dir / "generations"
+
+    @property
+    def search_dir(self) -> Path:
+        """The λ sweep: sweep.{json,md}."""
+        return self.dir / "search"
+
+    @property
+    def report_dir(self) -> Path:
+        return self.dir / "report"
+
+    def results_path(self, suffix: str) -> Path:
+        """``RUN/results.json`` (``suffix="json"``) or ``RUN/results.md`` (``"md"``): ``earec run``'s table."""
+        return self.dir / f"results.{suffix}"

@@ -4,6 +4,7 @@ level, inside functions, and under ``TYPE_CHECKING``), and the plugin contract i
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 import earec_core
@@ -102,3 +103,14 @@ def test_the_plugin_contract_imports_no_stage():
                     todo.append(dep)
         stages = sorted(d for d in seen if d.rpartition(".")[2] in STAGES or d.endswith(("workspace", "plugins")))
         assert not stages, f"{contract} reaches {stages}"
+
+
+def test_tables_import_nothing_of_earec_core():
+    assert import_graph()["earec_core.tables"] == set(), "tables renders dicts; it must not import a stage"
+
+
+def test_run_folder_paths_are_built_in_the_workspace():
+    hand = re.compile(r"\bws\.dir\s*/")
+    found = [f"{p.relative_to(ROOT.parent)}:{i}" for p in ROOT.rglob("*.py") if p.name != "workspace.py"
+             for i, line in enumerate(p.read_text(encoding="utf-8").splitlines(), 1) if hand.search(line)]
+    assert not found, f"run-folder paths joined by hand (use a Workspace helper): {found}"

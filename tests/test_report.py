@@ -118,7 +118,7 @@ def test_every_number_is_traceable(reported_run):
         assert metrics["test"] == r["test"] and metrics["valid"] == r["valid"]
         assert (run_dir / r["ranks"]).is_file()
     from earec_core.recommend import load_ranks
-    from earec_core.report import ndcg_at
+    from earec_core.metrics import ndcg_at
 
     best = next(r for r in rows if r["model"] == rep["table2"]["best_earec"])
     ranks = load_ranks(run_dir / Path(best["ranks"]).parent)

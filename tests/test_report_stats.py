@@ -9,8 +9,8 @@ import torch
 
 pytest.importorskip("scipy")
 
-from earec_core.metrics import metrics_from_ranks  # noqa: E402
-from earec_core.report import item_text, ndcg_at, paired_ttest  # noqa: E402
+from earec_core.metrics import metrics_from_ranks, ndcg_at  # noqa: E402
+from earec_core.report import item_text, paired_ttest  # noqa: E402
 
 
 def test_ndcg_at_matches_the_metric_definition():
