@@ -1,5 +1,6 @@
 """Aligned-model folders, the artifact users share: their on-disk format (written and read here,
-side by side, like peft's ``save_pretrained``/``from_pretrained``), compatibility checks and model card.
+side by side, like peft's ``save_pretrained``/``from_pretrained``) and compatibility checks; the
+model card is rendered by :func:`earec_core.tables.model_card`.
 
 An **aligned modality** (stage 1, ``RUN/adapters/MODALITY``)::
 
@@ -25,6 +26,7 @@ from torch import nn
 from .artifacts import read_json, write_json, write_text
 from .errors import ArtifactError
 from .modality import Modality
+from .tables import model_card
 
 
 ADAPTER_WEIGHTS = "adapter_model.safetensors"
@@ -147,21 +149,27 @@ def folder_meta(folder: Path) -> dict:
     return read_modality_meta(folder)
 
 
-def folder_modalities(folder: Path) -> list[str]:
-    """The modalities of an aligned-model folder, in prompt order."""
-    meta = folder_meta(folder)
+def meta_modalities(meta: dict) -> list[str]:
+    """The modalities of an aligned-model folder whose :func:`folder_meta` is ``meta``, in prompt order."""
     return meta["modalities"] if "modalities" in meta else [meta["modality"]]
 
 
-def modality_parts(folder: Path) -> dict[str, tuple[dict, Path]]:
-    """``{modality: (its modality.json, its projector file)}`` of an aligned-model folder.
+def folder_modalities(folder: Path) -> list[str]:
+    """The modalities of an aligned-model folder, in prompt order."""
+    return meta_modalities(folder_meta(folder))
+
+
+def modality_parts(folder: Path, info: dict | None = None) -> dict[str, tuple[dict, Path]]:
+    """``{modality: (its modality.json, its projector file)}`` of an aligned-model folder
+    (``info``: its :func:`folder_meta`, if already read).
 
     A composition carries both for every modality; an older composition without
     ``modality_meta`` falls back to the aligned modality folders it names under ``adapters``.
     """
     folder = Path(folder)
     if (folder / COMPOSITION_META).is_file():
-        info = read_json(folder / COMPOSITION_META)
+        if info is None:
+            info = read_json(folder / COMPOSITION_META)
         parts = {}
         for m in info["modalities"]:
             meta = (info.get("modality_meta") or {}).get(m)
@@ -169,7 +177,7 @@ def modality_parts(folder: Path) -> dict[str, tuple[dict, Path]]:
                 meta = read_modality_meta(Path(info["adapters"][m]))
             parts[m] = (meta, folder / "projectors" / f"{m}.safetensors")
         return parts
-    meta = read_modality_meta(folder)
+    meta = read_modality_meta(folder) if info is None else info
     return {meta["modality"]: (meta, folder / PROJECTOR)}
 
 
@@ -233,65 +241,3 @@ def check_transfer(folder: Path, meta: dict, modality: Modality, dataset: dict) 
         f"{dataset.get('name')!r}; its encoder is fitted to that dataset's item ids and does not transfer. "
         f"Align it here (`earec align --modality {modality.name}`) and compose it with the transferred "
         "adapters (`earec compose --adapter MODALITY=PATH`)")
-
-
-def model_card(meta: dict) -> str:
-    """The ``README.md`` of an aligned-model folder (a modality's ``modality.json`` or a
-    composition's ``composition.json`` as ``meta``), laid out like a Hugging Face model card:
-    YAML front matter for the hub's tools, then what it is, its sources, recipe and metrics, and
-    how to load it with stock peft."""
-    composed = "weights" in meta
-    base = Path(str(meta.get("base_model") or "")).name or "unknown"
-    modalities = meta.get("modalities") or [meta.get("modality")]
-    lines = ["---", "library_name: peft", f"base_model: {base}",
-             "tags: [earec, lora, recommendation, " + ", ".join(modalities) + "]", "---", ""]
-    if composed:
-        lines += [f"# EARec composition `{meta.get('name')}`", "",
-                  "Stage 2 of EARec: per-modality LoRA adapters merged with weights λ (eq. 4 of the paper, "
-                  f"mode `{meta.get('mode')}`); projectors of slot modalities in `projectors/`.", "",
-                  "| modality | λ | aligned on |", "|---|---|---|"]
-        for m in modalities:
-            src = ", ".join(s.get("name", "?") for s in (meta.get("modality_meta", {}).get(m, {}).get("sources") or []))
-            lines.append(f"| {m} | {meta['weights'][m]:.3g} | {src or 'unrecorded'} |")
-        lines.append("")
-    else:
-        align = meta.get("align") or {}
-        log = meta.get("train_log") or {}
-        loss = log.get("loss") or []
-        lines += [f"# EARec aligned modality `{meta.get('modality')}`", "",
-                  "Stage 1 of EARec: a LoRA adapter (and, for slot modalities, a projector in "
-                  "`projector.safetensors`) trained alone to generate the item's anchor (title) from a prompt "
-                  "holding this modality (eq. 3 of the paper).", "",
-                  f"- transferable to other datasets: {'yes' if meta.get('transferable', True) else 'no (align it again on each target)'}",
-                  f"- placeholder: `{meta.get('placeholder')}`, encoder width: {meta.get('feature_dim')}, "
-                  f"LLM width: {meta.get('hidden_size')}",
-                  "", "## Sources", "", "| dataset | items | interactions | alignment samples |", "|---|---|---|---|"]
-        for s in meta.get("sources") or []:
-            lines.append(f"| {s.get('name')} | {s.get('items')} | {s.get('interactions')} | {s.get('samples')} |")
-            for part in s.get("parts") or []:
-                lines.append(f"| ↳ {part.get('name')} | {part.get('items')} | {part.get('interactions')} | "
-                             f"{part.get('samples')} |")
-            if s.get("without_items_of"):
-                lines += ["", f"Items whose title names an item of `{s['without_items_of']}` were removed from the "
-                          "sources before alignment (a clean transfer test)."]
-        lines += ["", "## Recipe", "",
-                  f"LoRA r={align.get('lora_rank')}, alpha={align.get('lora_alpha')}, dropout={align.get('lora_dropout')}, "
-                  f"lr={align.get('lora_lr')}; projector lr={align.get('projector_lr')} "
-                  f"(pre-training {align.get('projector_pretrain_epochs')} epoch(s) at {align.get('projector_pretrain_lr')}); "
-                  f"{align.get('epochs')} epoch(s), batch {align.get('batch_size')}, "
-                  f"at most {align.get('max_items')} items per source."
-                  + (f" Continual alignment: started from `{align['init_from']}`." if align.get("init_from") else ""), ""]
-        if loss:
-            k = max(1, len(loss) // 5)
-            lines += ["## Training", "",
-                      f"{len(loss)} steps, {log.get('seconds', 0):.0f} s; anchor loss {sum(loss[:k]) / k:.3f} "
-                      f"(first {k} steps) -> {sum(loss[-k:]) / k:.3f} (last {k})", ""]
-    if meta.get("metrics"):
-        lines += ["## Metrics", "", *(f"- {k}: {v}" for k, v in meta["metrics"].items()), ""]
-    lines += ["## Load", "", "```python", "from peft import PeftModel",
-              "from transformers import AutoModelForCausalLM", "",
-              f"base = AutoModelForCausalLM.from_pretrained(BASE_MODEL_DIR)  # {base}",
-              "model = PeftModel.from_pretrained(base, THIS_FOLDER)", "```", "",
-              "or with EARec on any dataset: `earec embed THIS_FOLDER --dataset D`"
-              + ("" if meta.get("transferable", True) else " (only the dataset it was aligned on)") + ".", ""]
-    return "\n".join(lines)

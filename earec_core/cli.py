@@ -560,7 +560,8 @@ def make_source(sources, target, out_dir):
         _, tab, field = folder_and_anchor(target)
         anchors = [row[tab.column(field)] for row in tab.rows]
     parts = [folder_and_anchor(s) for s in sources]
-    stats = write_source([(p, f) for p, _, f in parts], Path(out_dir), target_anchors=anchors, target=target)
+    stats = write_source([(p, f) for p, _, f in parts], Path(out_dir), target_anchors=anchors, target=target,
+                         item_tables=[tab for _, tab, _ in parts])
     for part in stats["parts"]:
         console.print(f"{part['name']}: {part['items']} items kept, {part['items_removed']} removed"
                       + (f" (their anchor names an item of {target})" if target else "")

@@ -61,17 +61,40 @@ def save_shard(path: Path, emb: torch.Tensor, item_ids: list[str], source: str) 
     _save_atomic(path, {"embeddings": emb}, {"item_ids": json.dumps(item_ids), "source": source})
 
 
+def _read_item_tensor(path: Path, tensor: str, *, unreadable, bad_shape, non_finite, bad_ids: str | None = None,
+                      ndim: int | None = None, with_info: bool = False) -> tuple[list[str], torch.Tensor, dict | None]:
+    """``(item_ids, tensor, info)`` of one safetensors file holding ``tensor`` and the item ids
+    (JSON list) in its metadata ``item_ids`` (and, ``with_info``, a JSON ``info``): the one reader
+    of the embedding files and :class:`ItemFeatures`.  Each check raises ArtifactError with its
+    caller's message: ``unreadable(exc)``; ``bad_ids`` (if given) when ``item_ids`` is not a list of
+    strings; ``bad_shape(shape, n_ids)`` when the tensor has not one row per id (or not ``ndim``
+    dimensions); ``non_finite(shape, n_ids)`` when it holds NaN/Inf."""
+    try:
+        with safe_open(str(path), framework="pt") as fh:
+            meta = fh.metadata() or {}
+            ids = json.loads(meta["item_ids"])
+            info = json.loads(meta.get("info", "{}")) if with_info else None
+            values = fh.get_tensor(tensor)
+    except Exception as exc:  # OSError, SafetensorError, missing metadata or tensor, bad JSON
+        raise ArtifactError(unreadable(exc)) from None
+    if bad_ids is not None and (not isinstance(ids, list) or not all(isinstance(i, str) for i in ids)):
+        raise ArtifactError(bad_ids)
+    if (ndim is not None and values.dim() != ndim) or values.shape[0] != len(ids):
+        raise ArtifactError(bad_shape(tuple(values.shape), len(ids)))
+    if not torch.isfinite(values).all():
+        raise ArtifactError(non_finite(tuple(values.shape), len(ids)))
+    return ids, values, info
+
+
 def read_shard(path: Path) -> tuple[list[str], torch.Tensor]:
     """``(item_ids, embeddings)`` of one file.  Raises ArtifactError if it is unreadable,
     its rows do not match its ids, or it holds NaN/Inf."""
-    try:
-        with safe_open(str(path), framework="pt") as fh:
-            ids = json.loads((fh.metadata() or {})["item_ids"])
-            emb = fh.get_tensor("embeddings")
-    except Exception as exc:  # OSError, SafetensorError, missing metadata or tensor, bad JSON
-        raise ArtifactError(f"{path}: not a readable item-embedding file ({exc}); re-run `earec embed`") from None
-    if emb.dim() != 2 or emb.shape[0] != len(ids) or not torch.isfinite(emb).all():
-        raise ArtifactError(f"{path}: {tuple(emb.shape)} tensor for {len(ids)} ids, or NaN/Inf values")
+    def mismatch(shape, n):
+        return f"{path}: {shape} tensor for {n} ids, or NaN/Inf values"
+
+    ids, emb, _ = _read_item_tensor(
+        path, "embeddings", ndim=2, bad_shape=mismatch, non_finite=mismatch,
+        unreadable=lambda exc: f"{path}: not a readable item-embedding file ({exc}); re-run `earec embed`")
     return ids, emb
 
 
@@ -173,21 +196,13 @@ class ItemFeatures:
         hint = f"; {fix}" if fix else ""
         if not path.is_file():
             raise ArtifactError(f"{what} missing: {path}{hint}")
-        try:
-            with safe_open(str(path), framework="pt") as fh:
-                meta = fh.metadata() or {}
-                ids = json.loads(meta["item_ids"])
-                info = json.loads(meta.get("info", "{}"))
-                features = fh.get_tensor(tensor)
-        except Exception as exc:  # OSError, SafetensorError, missing metadata or tensor, bad JSON
-            raise ArtifactError(f"{path}: not a {what} (safetensors with tensor {tensor!r} and 'item_ids' metadata): "
-                                f"{type(exc).__name__}: {exc}{hint}") from None
-        if not isinstance(ids, list) or not all(isinstance(i, str) for i in ids):
-            raise ArtifactError(f"{path}: 'item_ids' metadata is not a JSON list of ids{hint}")
-        if (ndim is not None and features.dim() != ndim) or features.shape[0] != len(ids):
-            raise ArtifactError(f"{path}: {what} shape {tuple(features.shape)} does not match {len(ids)} item ids{hint}")
-        if not torch.isfinite(features).all():
-            raise ArtifactError(f"{path}: {what} contains NaN/Inf{hint}")
+        ids, features, info = _read_item_tensor(
+            path, tensor, ndim=ndim, with_info=True,
+            unreadable=lambda exc: (f"{path}: not a {what} (safetensors with tensor {tensor!r} and 'item_ids' "
+                                    f"metadata): {type(exc).__name__}: {exc}{hint}"),
+            bad_ids=f"{path}: 'item_ids' metadata is not a JSON list of ids{hint}",
+            bad_shape=lambda shape, n: f"{path}: {what} shape {shape} does not match {n} item ids{hint}",
+            non_finite=lambda shape, n: f"{path}: {what} contains NaN/Inf{hint}")
         return cls(ids, features, info if isinstance(info, dict) else {})
 
     def __contains__(self, item_id: str) -> bool:

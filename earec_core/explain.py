@@ -17,6 +17,7 @@ from .artifacts import write_json, write_text
 from .data import alignment_items
 from .model import AlignedModel, load_aligned, resolve
 from .prompt import build_samples, collate, splice
+from .tables import explain_markdown
 
 
 @torch.inference_mode()
@@ -64,11 +65,13 @@ def explain(ws, sources: dict[str, str], *, holdout: int = 32, max_items: int | 
     anchors = {iid: catalog[iid].anchor for iid in [*held, *trained]}
     report: dict = {"items": held, "train_items": trained, "rougeL": {}, "rougeL_train": {}, "generations": {},
                     "generations_train": {}}
+    scores_held: dict[str, dict[str, float]] = {}  # per source, ROUGE-L of each held-out item
     for label, source in sources.items():
         aligned = load_aligned(ws, source, seed=ws["seed"])
         builder = ws.builder(aligned.modalities)
         gens = generate(aligned, builder, catalog, held, max_new_tokens=max_new_tokens)
         scores = rouge_l(gens, {i: anchors[i] for i in held})
+        scores_held[label] = scores
         report["rougeL"][label] = sum(scores.values()) / max(1, len(scores))
         report["generations"][label] = gens
         if trained:
@@ -76,23 +79,7 @@ def explain(ws, sources: dict[str, str], *, holdout: int = 32, max_items: int | 
             scores_t = rouge_l(gens_t, {i: anchors[i] for i in trained})
             report["rougeL_train"][label] = sum(scores_t.values()) / max(1, len(scores_t))
             report["generations_train"][label] = gens_t
-    both = bool(trained)
-    lines = ["| source | ROUGE-L (F1, held-out items) |" + (" ROUGE-L (F1, alignment items) |" if both else ""),
-             "|---|---|" + ("---|" if both else "")]
-    lines += [f"| {k} | {v:.4f} |" + (f" {report['rougeL_train'][k]:.4f} |" if both else "")
-              for k, v in report["rougeL"].items()]
-    lines += ["", "Examples (anchor → generation per source):", ""]
-    for iid in held[:n_examples]:
-        lines.append(f"- **{anchors[iid]}**")
-        for label in sources:
-            lines.append(f"  - {label}: {report['generations'][label].get(iid, '(no input)')!r}")
-    lines += ["", "Best held-out generations per source (ROUGE-L ≥ 0.5 shown):", ""]
-    scorer_best = {label: rouge_l(report["generations"][label], {i: anchors[i] for i in held}) for label in sources}
-    for label in sources:
-        good = sorted(((v, i) for i, v in scorer_best[label].items() if v >= 0.5), reverse=True)[:3]
-        shown = "; ".join(f"{anchors[i]!r} → {report['generations'][label][i]!r} ({v:.2f})" for v, i in good)
-        lines.append(f"- {label}: {shown or 'none'}")
-    report["markdown"] = "\n".join(lines)
+    report["markdown"] = explain_markdown(report, anchors, scores_held, n_examples=n_examples)
     for label, source in sources.items():  # the run's own aligned folders carry their scores in their card
         folder, _ = resolve(ws, source)
         if folder is not None and ws.owns(folder):

@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from .aligned import (check_adapter, check_transfer, folder_meta, folder_modalities, is_model_folder, load_projector,
-                      modality_parts)
+                      meta_modalities, modality_parts)
 from .errors import ArtifactError
 from .modality import Modality
 
@@ -38,6 +38,13 @@ def resolve(ws, source: str) -> tuple[Path | None, list[str]]:
 
     Raises ArtifactError naming what exists if ``source`` is none of these.
     """
+    folder, names = _locate(ws, source)
+    return folder, folder_modalities(folder) if names is None else names
+
+
+def _locate(ws, source: str) -> tuple[Path | None, list[str] | None]:
+    """:func:`resolve` without reading the folder: names ``None`` means they are the folder's own
+    (:func:`~earec_core.aligned.meta_modalities` of its meta)."""
     if source.startswith("base:"):
         return None, [m for m in source[5:].split(",") if m]
     if is_folder_source(source):
@@ -45,7 +52,7 @@ def resolve(ws, source: str) -> tuple[Path | None, list[str]]:
         if not is_model_folder(path):
             raise ArtifactError(f"{source} is not an aligned-model folder (it needs composition.json or modality.json: "
                                 "a RUN/adapters/MODALITY or RUN/compositions/NAME folder)")
-        return path.resolve(), folder_modalities(path)
+        return path.resolve(), None
     comp = ws.composition_dir(source)
     if not is_model_folder(comp) and "+" in source:
         # "behavior+text" finds the composition named "text+behavior" (same modalities)
@@ -55,7 +62,7 @@ def resolve(ws, source: str) -> tuple[Path | None, list[str]]:
                 comp = cand
                 break
     if is_model_folder(comp):
-        return comp, folder_modalities(comp)
+        return comp, None
     adapter = ws.adapter_dir(source)
     if is_model_folder(adapter):
         return adapter, [source]
@@ -77,8 +84,11 @@ def load_aligned(ws, source: str, *, seed: int = 0) -> AlignedModel:
     """
     from peft import PeftModel
 
-    adapter, names = resolve(ws, source)
-    parts = modality_parts(adapter) if adapter is not None else {}
+    adapter, names = _locate(ws, source)
+    meta = folder_meta(adapter) if adapter is not None else {}  # composition.json / modality.json, read once
+    if names is None:
+        names = meta_modalities(meta)
+    parts = modality_parts(adapter, meta) if adapter is not None else {}
     if adapter is not None and not ws.owns(adapter):
         # a folder from elsewhere (the run's own were checked when they were composed), before any
         # encoder is fitted for a model that cannot be used here
@@ -87,7 +97,7 @@ def load_aligned(ws, source: str, *, seed: int = 0) -> AlignedModel:
     modalities = {m: ws.modality(m) for m in names}
     model = ws.base_model()
     if adapter is not None:
-        check_adapter(adapter, model, fingerprint=folder_meta(adapter).get("base_config"))
+        check_adapter(adapter, model, fingerprint=meta.get("base_config"))
         try:
             model = PeftModel.from_pretrained(model, str(adapter)).merge_and_unload()
         except (RuntimeError, ValueError) as exc:

@@ -1,13 +1,15 @@
 """Markdown rendering of the result tables: pure functions from the stages' result dicts (as
-saved in ``results.json``, ``sweep.json``, ``study.json``, ``report.json``) to Markdown text.
+saved in ``results.json``, ``sweep.json``, ``study.json``, ``report.json``, ``RUN/explain/report.json``)
+and an aligned-model folder's ``modality.json`` / ``composition.json`` (its model card) to Markdown text.
 
 Nothing here computes a number or touches a file, and no stage is imported: ``pipeline``,
-``search``, ``study`` and ``report`` call these functions on the dicts they write.
+``search``, ``study``, ``report``, ``explain`` and ``aligned`` call these functions on the dicts they write.
 """
 
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 METRIC_COLUMNS = ("HR@10", "NDCG@10", "HR@50", "NDCG@50")
 """The test metrics a table shows by default."""
@@ -180,3 +182,92 @@ def report_markdown(report: dict, *, sweep: dict | None = None, study_md: str | 
     if report["notes"]:
         md += ["", "## Notes", "", *(f"- {n}" for n in report["notes"])]
     return "\n".join(md) + "\n"
+
+
+# -- earec explain: RUN/explain/report.md -------------------------------------------------------------
+def explain_markdown(report: dict, anchors: dict[str, str], scores: dict[str, dict[str, float]], *,
+                     n_examples: int = 5) -> str:
+    """``earec explain``'s report (``RUN/explain/report.json``'s dict) as Markdown: ROUGE-L per
+    source (and on the alignment items, if it scored them), the first ``n_examples`` held-out items'
+    generations, and each source's best held-out generations.  ``anchors`` maps item ids to their
+    anchor; ``scores`` holds, per source, the ROUGE-L F1 of each held-out item."""
+    held, labels = report["items"], list(report["generations"])
+    both = bool(report["train_items"])
+    lines = ["| source | ROUGE-L (F1, held-out items) |" + (" ROUGE-L (F1, alignment items) |" if both else ""),
+             "|---|---|" + ("---|" if both else "")]
+    lines += [f"| {k} | {v:.4f} |" + (f" {report['rougeL_train'][k]:.4f} |" if both else "")
+              for k, v in report["rougeL"].items()]
+    lines += ["", "Examples (anchor → generation per source):", ""]
+    for iid in held[:n_examples]:
+        lines.append(f"- **{anchors[iid]}**")
+        for label in labels:
+            lines.append(f"  - {label}: {report['generations'][label].get(iid, '(no input)')!r}")
+    lines += ["", "Best held-out generations per source (ROUGE-L ≥ 0.5 shown):", ""]
+    for label in labels:
+        good = sorted(((v, i) for i, v in scores[label].items() if v >= 0.5), reverse=True)[:3]
+        shown = "; ".join(f"{anchors[i]!r} → {report['generations'][label][i]!r} ({v:.2f})" for v, i in good)
+        lines.append(f"- {label}: {shown or 'none'}")
+    return "\n".join(lines)
+
+
+# -- an aligned-model folder's README.md ----------------------------------------------------------------
+def model_card(meta: dict) -> str:
+    """The ``README.md`` of an aligned-model folder (a modality's ``modality.json`` or a
+    composition's ``composition.json`` as ``meta``), laid out like a Hugging Face model card:
+    YAML front matter for the hub's tools, then what it is, its sources, recipe and metrics, and
+    how to load it with stock peft."""
+    composed = "weights" in meta
+    base = Path(str(meta.get("base_model") or "")).name or "unknown"
+    modalities = meta.get("modalities") or [meta.get("modality")]
+    lines = ["---", "library_name: peft", f"base_model: {base}",
+             "tags: [earec, lora, recommendation, " + ", ".join(modalities) + "]", "---", ""]
+    if composed:
+        lines += [f"# EARec composition `{meta.get('name')}`", "",
+                  "Stage 2 of EARec: per-modality LoRA adapters merged with weights λ (eq. 4 of the paper, "
+                  f"mode `{meta.get('mode')}`); projectors of slot modalities in `projectors/`.", "",
+                  "| modality | λ | aligned on |", "|---|---|---|"]
+        for m in modalities:
+            src = ", ".join(s.get("name", "?") for s in (meta.get("modality_meta", {}).get(m, {}).get("sources") or []))
+            lines.append(f"| {m} | {meta['weights'][m]:.3g} | {src or 'unrecorded'} |")
+        lines.append("")
+    else:
+        align = meta.get("align") or {}
+        log = meta.get("train_log") or {}
+        loss = log.get("loss") or []
+        lines += [f"# EARec aligned modality `{meta.get('modality')}`", "",
+                  "Stage 1 of EARec: a LoRA adapter (and, for slot modalities, a projector in "
+                  "`projector.safetensors`) trained alone to generate the item's anchor (title) from a prompt "
+                  "holding this modality (eq. 3 of the paper).", "",
+                  f"- transferable to other datasets: {'yes' if meta.get('transferable', True) else 'no (align it again on each target)'}",
+                  f"- placeholder: `{meta.get('placeholder')}`, encoder width: {meta.get('feature_dim')}, "
+                  f"LLM width: {meta.get('hidden_size')}",
+                  "", "## Sources", "", "| dataset | items | interactions | alignment samples |", "|---|---|---|---|"]
+        for s in meta.get("sources") or []:
+            lines.append(f"| {s.get('name')} | {s.get('items')} | {s.get('interactions')} | {s.get('samples')} |")
+            for part in s.get("parts") or []:
+                lines.append(f"| ↳ {part.get('name')} | {part.get('items')} | {part.get('interactions')} | "
+                             f"{part.get('samples')} |")
+            if s.get("without_items_of"):
+                lines += ["", f"Items whose title names an item of `{s['without_items_of']}` were removed from the "
+                          "sources before alignment (a clean transfer test)."]
+        lines += ["", "## Recipe", "",
+                  f"LoRA r={align.get('lora_rank')}, alpha={align.get('lora_alpha')}, dropout={align.get('lora_dropout')}, "
+                  f"lr={align.get('lora_lr')}; projector lr={align.get('projector_lr')} "
+                  f"(pre-training {align.get('projector_pretrain_epochs')} epoch(s) at {align.get('projector_pretrain_lr')}); "
+                  f"{align.get('epochs')} epoch(s), batch {align.get('batch_size')}, "
+                  f"at most {align.get('max_items')} items per source."
+                  + (f" Continual alignment: started from `{align['init_from']}`." if align.get("init_from") else ""), ""]
+        if loss:
+            k = max(1, len(loss) // 5)
+            lines += ["## Training", "",
+                      f"{len(loss)} steps, {log.get('seconds', 0):.0f} s; anchor loss {sum(loss[:k]) / k:.3f} "
+                      f"(first {k} steps) -> {sum(loss[-k:]) / k:.3f} (last {k})", ""]
+    if meta.get("metrics"):
+        lines += ["## Metrics", "", *(f"- {k}: {v}" for k, v in meta["metrics"].items()), ""]
+    lines += ["## Load", "", "```python", "from peft import PeftModel",
+              "from transformers import AutoModelForCausalLM", "",
+              f"base = AutoModelForCausalLM.from_pretrained(BASE_MODEL_DIR)  # {base}",
+              "model = PeftModel.from_pretrained(base, THIS_FOLDER)", "```", "",
+              "or with EARec on any dataset: `earec embed THIS_FOLDER --dataset D`"
+              + ("" if meta.get("transferable", True) else " (only the dataset it was aligned on)") + ".", ""]
+    return "\n".join(lines)

@@ -25,6 +25,7 @@ from typing import Any
 from .artifacts import atomic_dir, file_hash, is_current, manifest_of, read_json, write_bytes, write_json
 from .backbone import DEFAULT_LLM, load_llm, load_tokenizer, resolve_llm
 from .data import SHIPPED_DATASETS, Dataset, default_dataset_dir, load_dataset
+from .data.atomic import read_dataset_files
 from .data.check import check_dataset
 from .errors import EarecError
 from .modality import Modality, ModalityContext
@@ -153,14 +154,17 @@ class Workspace:
         inductive = {k: self[k] for k in ("new_items", "train_users") if self[k] != DEFAULTS[k]}
         if inductive:
             inductive["split_seed"] = self["seed"]
+        source = self._dataset_source()
+        # an atomic-file folder is read once: for the importer and, on first use, for the data check
+        tables = read_dataset_files(source) if (source / f"{source.name}.inter").is_file() else None
         ds = load_dataset(
             self.settings["dataset"],
             anchor_field=self.settings["anchor_field"],
             k=self.settings["k_core"],
             n_related=self.settings["n_related"],
+            tables=tables,
             **inductive,
         )
-        source = self._dataset_source()
         files = {p.name: file_hash(p) for p in sorted(source.iterdir()) if p.suffix in (".inter", ".item", ".item2index", ".text")}
         cfg = {"source": str(source), "files": files, "k_core": self["k_core"], "n_related": self["n_related"],
                "anchor_field": self["anchor_field"], **inductive}
@@ -168,7 +172,7 @@ class Workspace:
         directory = self.dataset_dir
         if not is_current(directory, manifest):
             self._refuse_dataset_change(directory, cfg)
-            checks = check_dataset(source, anchor_field=self["anchor_field"], k=self["k_core"])
+            checks = check_dataset(source, anchor_field=self["anchor_field"], k=self["k_core"], tables=tables, loaded=ds)
             for finding in checks.warnings:  # said once, when the run first reads this dataset
                 if finding.count:
                     log.warning("data check: %s: %d (e.g. %s)", finding.message, finding.count, "; ".join(finding.examples))

@@ -99,6 +99,11 @@ def test_check_data_passes_movielens(ml100k):
     assert report.stats["items_after_k_core"] == len(ml100k.catalog)
     found = {f["kind"]: f["count"] for f in report.as_dict()["warnings"]}
     assert found["kcore_removed_items"] == 1682 - len(ml100k.catalog)
+    # a run reads the files once, for the importer and the check: the same tables give the same report
+    from earec_core.data.atomic import read_dataset_files
+
+    tables = read_dataset_files(default_dataset_dir("ml-100k"))
+    assert check_dataset(default_dataset_dir("ml-100k"), tables=tables).as_dict() == report.as_dict()
 
 
 def test_a_run_records_the_check_of_its_dataset(tmp_path, toy_dataset_dir):

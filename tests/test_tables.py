@@ -1,8 +1,9 @@
-"""The run folder's layout as the Workspace names it, and the Markdown tables of earec_core.tables."""
+"""The run folder's layout as the Workspace names it, and the Markdown of earec_core.tables (result
+tables, the explain report, the aligned-model card)."""
 
 from __future__ import annotations
 
-from earec_core.tables import metrics_table, results_markdown, sweep_markdown
+from earec_core.tables import explain_markdown, metrics_table, model_card, results_markdown, sweep_markdown
 from earec_core.workspace import Workspace
 
 
@@ -47,3 +48,38 @@ def test_sweep_table_marks_the_chosen_lambda():
         "Chosen: λ = (text=1, behavior=0) — `grid-t1-b0`, best valid ROUGE-L = 0.5000.",
         "Seed 0; validation only.",
     ]
+
+
+def test_explain_report_lists_scores_examples_and_the_best_generations():
+    report = {"items": ["1", "2"], "train_items": ["9"], "rougeL": {"text": 0.75, "base:text": 0.0},
+              "rougeL_train": {"text": 1.0, "base:text": 0.25},
+              "generations": {"text": {"1": "Toy Story", "2": "Heat|x"}, "base:text": {"2": ""}}}
+    anchors = {"1": "Toy Story (1995)", "2": "Heat", "9": "Jumanji"}
+    scores = {"text": {"1": 0.8, "2": 0.5}, "base:text": {"1": 0.0, "2": 0.0}}
+    assert explain_markdown(report, anchors, scores, n_examples=1).splitlines() == [
+        "| source | ROUGE-L (F1, held-out items) | ROUGE-L (F1, alignment items) |", "|---|---|---|",
+        "| text | 0.7500 | 1.0000 |", "| base:text | 0.0000 | 0.2500 |", "",
+        "Examples (anchor → generation per source):", "",
+        "- **Toy Story (1995)**", "  - text: 'Toy Story'", "  - base:text: '(no input)'", "",
+        "Best held-out generations per source (ROUGE-L ≥ 0.5 shown):", "",
+        "- text: 'Toy Story (1995)' → 'Toy Story' (0.80); 'Heat' → 'Heat|x' (0.50)",
+        "- base:text: none",
+    ]
+    held_only = explain_markdown({**report, "train_items": [], "rougeL_train": {}}, anchors, scores)
+    assert held_only.splitlines()[:3] == ["| source | ROUGE-L (F1, held-out items) |", "|---|---|", "| text | 0.7500 |"]
+
+
+def test_model_card_tables_a_composition_and_a_modality_s_sources():
+    comp = model_card({"name": "text+behavior", "mode": "param", "base_model": "/m/SmolLM2", "modalities": ["text", "behavior"],
+                       "weights": {"text": 2 / 3, "behavior": 1 / 3},
+                       "modality_meta": {"text": {"sources": [{"name": "ml-1m"}, {}]}}})
+    assert comp.startswith("---\nlibrary_name: peft\nbase_model: SmolLM2\ntags: [earec, lora, recommendation, text, behavior]")
+    assert "| modality | λ | aligned on |\n|---|---|---|\n| text | 0.667 | ml-1m, ? |\n| behavior | 0.333 | unrecorded |\n" in comp
+    card = model_card({"modality": "behavior", "transferable": False, "train_log": {"loss": [4.0, 2.0], "seconds": 3},
+                       "sources": [{"name": "mixed", "items": 3, "interactions": 4, "samples": 5,
+                                    "parts": [{"name": "a", "items": 1, "interactions": 2, "samples": 3}]}],
+                       "metrics": {"ROUGE-L": 0.5}})
+    assert ("| dataset | items | interactions | alignment samples |\n|---|---|---|---|\n| mixed | 3 | 4 | 5 |\n"
+            "| ↳ a | 1 | 2 | 3 |\n") in card
+    assert "2 steps, 3 s; anchor loss 4.000 (first 1 steps) -> 2.000 (last 1)" in card and "- ROUGE-L: 0.5\n" in card
+    assert card.endswith("`earec embed THIS_FOLDER --dataset D` (only the dataset it was aligned on).\n")

@@ -8,7 +8,7 @@ import math
 from pathlib import Path
 
 from ..errors import DataError
-from .atomic import guess_anchor_field, read_atomic
+from .atomic import AtomicTable, guess_anchor_field, read_atomic, read_dataset_files  # noqa: F401 (read_atomic: public name)
 from .catalog import Catalog, Item, alignment_items
 from .dataset import Dataset
 from .paths import resolve_media_path
@@ -66,6 +66,7 @@ def load_recbole_atomic(
     new_items: float = 0.0,
     train_users: float = 1.0,
     split_seed: int = 0,
+    tables: tuple[AtomicTable, AtomicTable] | None = None,
 ) -> Dataset:
     """Import a RecBole atomic dataset (``NAME.inter`` + ``NAME.item``) and prepare it.
 
@@ -91,13 +92,14 @@ def load_recbole_atomic(
             ``catalog.unseen`` so alignment never trains on them.
         train_users: the sparse-data setting: only this fraction of the users (seeded by
             ``split_seed``) keeps a training sequence (:func:`.sequences.sparse_training`).
+        tables: ``(NAME.inter, NAME.item)`` as :func:`.atomic.read_dataset_files` returns them, if
+            the caller has read them already (the run hands the same tables to its data check).
     Raises:
         DataError: for missing/malformed files or data that filters to nothing.
     """
     directory = Path(directory)
     name = name or directory.name
-    inter = read_atomic(directory / f"{name}.inter")
-    items_tab = read_atomic(directory / f"{name}.item")
+    inter, items_tab = tables if tables is not None else read_dataset_files(directory, name)
     u_col, i_col = inter.column("user_id"), inter.column("item_id")
     t_col = inter.column("timestamp") if "timestamp" in inter.fields else None
     id_col = items_tab.column("item_id")

@@ -78,6 +78,14 @@ def read_atomic(path: str | Path) -> AtomicTable:
     return AtomicTable(path=path, fields=fields, types=types, rows=rows, line_numbers=numbers)
 
 
+def read_dataset_files(directory: str | Path, name: str | None = None) -> tuple[AtomicTable, AtomicTable]:
+    """``(NAME.inter, NAME.item)`` of a RecBole atomic dataset folder (``NAME``: the folder's
+    name by default), read in that order.  Raises DataError as :func:`read_atomic`."""
+    directory = Path(directory)
+    name = name or directory.name
+    return read_atomic(directory / f"{name}.inter"), read_atomic(directory / f"{name}.item")
+
+
 def guess_anchor_field(fields: list[str]) -> str:
     """The anchor (title) field among an item file's ``fields``. Raises DataError naming them."""
     for name in ("title", "movie_title", "item_name", "name"):

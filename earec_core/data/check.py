@@ -15,7 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import DataError
-from .atomic import guess_anchor_field, read_atomic
+from .atomic import AtomicTable, guess_anchor_field, read_atomic
+from .dataset import Dataset
 from .paths import resolve_media_path
 from .sequences import Interaction, k_core, user_sequences
 from .unisrec import is_unisrec_dir, load_unisrec
@@ -73,7 +74,8 @@ class CheckReport:
 
 
 def check_dataset(directory: str | Path, *, anchor_field: str | None = None, k: int = 5,
-                  max_seq_length: int = 50) -> CheckReport:
+                  max_seq_length: int = 50, tables: tuple[AtomicTable, AtomicTable] | None = None,
+                  loaded: Dataset | None = None) -> CheckReport:
     """Check the RecBole atomic dataset in ``directory`` (``NAME.inter`` + ``NAME.item``); a
     UniSRec-layout folder is checked by loading it.
 
@@ -81,6 +83,9 @@ def check_dataset(directory: str | Path, *, anchor_field: str | None = None, k: 
         anchor_field: the anchor (title) field; default a title-like field.
         k: the run's k-core threshold (reports users and items it would remove).
         max_seq_length: the recommender's input length (reports training sequences it truncates).
+        tables: ``(NAME.inter, NAME.item)`` of an atomic folder, if the caller read them already
+            (:func:`.atomic.read_dataset_files`); else they are read here.
+        loaded: a UniSRec-layout folder as the importer already loaded it; else it is loaded here.
     """
     directory = Path(directory)
     name = directory.name
@@ -107,14 +112,17 @@ def check_dataset(directory: str | Path, *, anchor_field: str | None = None, k: 
     report.errors, report.warnings = list(err.values()), list(warn.values())
     if not (directory / f"{name}.inter").is_file() and is_unisrec_dir(directory):
         try:  # the UniSRec benchmark layout comes split and filtered: what matters is whether it loads
-            ds = load_unisrec(directory)
+            ds = loaded if loaded is not None else load_unisrec(directory)
             report.stats = {"users": len(ds.users), "items": len(ds.catalog)}
         except DataError as exc:
             err["unreadable"].add(str(exc))
         return report
     try:
-        items = read_atomic(directory / f"{name}.item")
-        inter = read_atomic(directory / f"{name}.inter")
+        if tables is None:
+            items = read_atomic(directory / f"{name}.item")
+            inter = read_atomic(directory / f"{name}.inter")
+        else:
+            inter, items = tables
         id_col, u_col, i_col = items.column("item_id"), inter.column("user_id"), inter.column("item_id")
         a_col = items.column(anchor_field or guess_anchor_field(items.fields))
     except DataError as exc:

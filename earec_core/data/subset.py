@@ -21,7 +21,7 @@ from pathlib import Path
 
 from ..artifacts import atomic_dir, write_json
 from ..errors import DataError
-from .atomic import read_atomic
+from .atomic import AtomicTable, read_atomic
 
 SUBSET_FILE = "subset.json"
 PREFIX_SEP = ":"
@@ -33,9 +33,10 @@ def anchor_key(anchor: str) -> str:
 
 
 def write_source(parts: list[tuple[Path, str]], out: Path, *, target_anchors: Iterable[str] = (),
-                 target: str | None = None) -> dict:
+                 target: str | None = None, item_tables: list[AtomicTable] | None = None) -> dict:
     """Write ``out/OUT.{inter,item}`` from ``parts`` (``(folder, anchor field)`` of RecBole atomic
     datasets ``folder/NAME.{inter,item}``) without the items whose anchor is in ``target_anchors``.
+    ``item_tables``: the parts' ``NAME.item`` files, in order, if the caller has read them already.
 
     One part is copied with its own columns and ids; several are mixed as the module docstring
     says.  The folder appears atomically.  Returns what ``subset.json`` holds: per part its
@@ -56,10 +57,10 @@ def write_source(parts: list[tuple[Path, str]], out: Path, *, target_anchors: It
     inter_out: list[tuple[str, list[str]]] = []
     inter_header = [("user_id", "token"), ("item_id", "token"), ("timestamp", "float")]
     records = []
-    for folder, anchor_field in parts:
+    for index, (folder, anchor_field) in enumerate(parts):
         folder = Path(folder)
         name = folder.name
-        items_tab = read_atomic(folder / f"{name}.item")
+        items_tab = item_tables[index] if item_tables is not None else read_atomic(folder / f"{name}.item")
         inter = read_atomic(folder / f"{name}.inter")
         id_col, a_col, i_col = items_tab.column("item_id"), items_tab.column(anchor_field), inter.column("item_id")
         u_col = inter.column("user_id")
