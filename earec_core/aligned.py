@@ -174,11 +174,29 @@ def modality_parts(folder: Path, info: dict | None = None) -> dict[str, tuple[di
         for m in info["modalities"]:
             meta = (info.get("modality_meta") or {}).get(m)
             if meta is None:
-                meta = read_modality_meta(Path(info["adapters"][m]))
+                meta = read_modality_meta(recorded_adapter_dir(folder, info, m) or Path(info["adapters"][m]))
             parts[m] = (meta, folder / "projectors" / f"{m}.safetensors")
         return parts
     meta = read_modality_meta(folder) if info is None else info
     return {meta["modality"]: (meta, folder / PROJECTOR)}
+
+
+def recorded_adapter_dir(folder: Path, info: dict, modality: str) -> Path | None:
+    """The aligned folder a composition ``folder`` (its composition.json ``info``) was composed from
+    for ``modality``, or ``None`` if it names none.
+
+    Compositions made before their paths were stored absolute may hold a path relative to the
+    directory the command ran in; when that path does not exist from here, the composition's own
+    run (``RUN/compositions/NAME`` -> ``RUN/adapters/MODALITY``) is tried before giving up.
+    """
+    recorded = (info.get("adapters") or {}).get(modality)
+    if not recorded:
+        return None
+    path = Path(recorded)
+    if path.is_absolute() or path.is_dir():
+        return path
+    sibling = Path(folder).resolve().parent.parent / "adapters" / modality
+    return sibling if sibling.is_dir() else path
 
 
 def read_modality_meta(adapter_dir: Path) -> dict:

@@ -23,7 +23,7 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-from .aligned import PROJECTOR, check_adapter, check_transfer, read_modality_meta, write_composition
+from .aligned import PROJECTOR, check_adapter, check_transfer, read_modality_meta, recorded_adapter_dir, write_composition
 from .artifacts import MANIFEST, atomic_dir, file_hash, is_current, manifest_of, read_json
 from .errors import ArtifactError, CompositionError
 
@@ -160,7 +160,7 @@ def compose(ws, weights: dict[str, float], *, mode: str = "param", name: str | N
             "peft_combination": combination, "peft_weights": dict(zip(names, peft_weights)),
             **(provenance or {}),
             "ranks": ranks, "modalities": names, "base_config": known[0] if known else None,
-            "base_model": str(ws.llm_path), "adapters": {m: str(d) for m, d in dirs.items()},
+            "base_model": str(ws.llm_path), "adapters": {m: str(Path(d).resolve()) for m, d in dirs.items()},
             # each modality's own record (dimensions, recipe, sources), so the folder is self-contained
             "modality_meta": {m: {k: v for k, v in meta.items() if k != "train_log"} for m, meta in metas.items()},
         }
@@ -194,7 +194,7 @@ def extend(ws, parent: str, added: dict[str, float], *, name: str | None = None,
     again = sorted(set(added) & set(old))
     if again:
         raise CompositionError(f"{again} already in composition {parent!r}; use `earec compose --weights` to re-weight")
-    parent_dirs = {m: Path(info.get("adapters", {}).get(m) or ws.adapter_dir(m)) for m in old}
+    parent_dirs = {m: recorded_adapter_dir(pdir, info, m) or ws.adapter_dir(m) for m in old}
     parent_inputs = read_json(pdir / MANIFEST).get("inputs", {}) if (pdir / MANIFEST).is_file() else {}
     for m in old:
         current = parent_dirs[m] / MANIFEST

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
 from peft import LoraConfig, PeftModel, get_peft_model
@@ -104,3 +106,31 @@ def test_a_modality_called_default_composes_like_any_other(ws, tiny_llm_dir):
     assert plain.keys() == named.keys()
     for layer in plain:
         torch.testing.assert_close(named[layer][3], plain[layer][3], rtol=1e-5, atol=1e-7)
+
+
+def test_a_composition_made_from_a_relative_run_dir_is_usable_from_any_directory(tmp_path, tiny_llm_dir, make_dataset,
+                                                                                   monkeypatch):
+    """composition.json names its adapters by absolute path; one written before that (a path relative
+    to wherever the command ran, no embedded modality records) still finds its run's adapters."""
+    import json
+
+    from earec_core.aligned import modality_parts
+
+    data = make_dataset(tmp_path)
+    monkeypatch.chdir(tmp_path)
+    rel = Workspace("run", progress=False, llm=str(tiny_llm_dir), dataset=str(data))
+    make_adapter(rel, tiny_llm_dir, "a", seed=1)
+    make_adapter(rel, tiny_llm_dir, "b", seed=2)
+    out = compose(rel, {"a": 0.5, "b": 0.5}, name="ab")
+    info = json.loads((out / "composition.json").read_text())
+    assert all(Path(p).is_absolute() and Path(p).is_dir() for p in info["adapters"].values())
+
+    # the older form: relative paths, no modality_meta; read from another working directory
+    info["adapters"] = {m: f"run/adapters/{m}" for m in info["adapters"]}
+    info.pop("modality_meta", None)
+    (out / "composition.json").write_text(json.dumps(info))
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    parts = modality_parts((tmp_path / "run" / "compositions" / "ab"))
+    assert {m: meta["modality"] for m, (meta, _) in parts.items()} == {"a": "a", "b": "b"}
