@@ -299,15 +299,48 @@ def embed_scale_section(r) -> list[str]:
     return lines
 
 
+def profile_section(r) -> list[str]:
+    o = r["options"]
+    masks = r["mask_seconds"]
+    base = masks.get("F.dropout (bernoulli_)")
+    lines = [
+        "## 7. Where a SASRec training step spends its time (MovieLens-100k, ID SASRec)",
+        "",
+        f"`python bench/profile_sasrec.py`: the default network (hidden {o['hidden_size']}, {o['n_layers']} layers, "
+        f"dropout {o['dropout']}, batch {o['batch_size']} windows of up to {o['max_len']} items, full softmax over "
+        f"the catalog); {r['windows_per_epoch']} windows = {r['steps_per_epoch']} steps an epoch. "
+        f"**{f(r['s_per_step'], 3)} s per training step** (mean of {r['steps_timed']}, torch "
+        f"{r['machine'].get('torch_threads')} threads; {load_line(r['load'])}).",
+        "",
+        f"Self CPU time by operator over {r['profile_steps']} profiled steps (`torch.profiler`):",
+        "",
+        "| operator | share of self CPU time | calls |",
+        "|---|---|---|",
+    ]
+    lines += [f"| `{t['op']}` | {100 * t['self_cpu_share']:.1f}% | {t['calls']} |" for t in r["top_ops"]]
+    lines += [
+        "",
+        f"Dropout masks for one step ({r['mask_elements_per_step']:,} elements: the input dropout, and per layer "
+        "the attention probabilities, the attention output, the feed-forward activation and its output), side by "
+        "side in the same run (median s):",
+        "",
+        "| mask generator | s per step's masks | vs `F.dropout` |",
+        "|---|---|---|",
+    ]
+    lines += [f"| {name} | {f(v, 4)} | {f(base / v, 2) + 'x faster' if base and v else ''} |" for name, v in masks.items()]
+    return lines + [""]
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--smoke", action="store_true")
     ap.add_argument("--notes", default=str(BENCH_DIR / "NOTES.md"),
                     help="hand-written notes appended verbatim if the file exists")
     args = ap.parse_args()
-    sasrec, embed, align, sampled, scale, embed_scale = (
+    sasrec, embed, align, sampled, scale, embed_scale, prof = (
         load(n, args.smoke)
-        for n in ("sasrec_vs_recbole", "embed_vs_loop", "align_overhead", "sampled_vs_full", "scale", "embed_scale"))
+        for n in ("sasrec_vs_recbole", "embed_vs_loop", "align_overhead", "sampled_vs_full", "scale", "embed_scale",
+                  "profile_sasrec"))
     es_runs = [(load(name, args.smoke), label) for name, label in EVAL_SPEED_RUNS]
     any_r = sasrec or embed or align or sampled or scale
     if any_r is None:
@@ -319,7 +352,7 @@ def main():
         "",
         "Command (repo root): `bash bench/run_all.sh` (creates the RecBole venv with `bench/peer_env.sh` if needed, "
         "runs `bench/sasrec_vs_recbole.py`, `bench/eval_speed.py`, `bench/embed_vs_loop.py`, `bench/align_overhead.py`, "
-        "`bench/sampled_vs_full.py`, `bench/scale.py`, `bench/embed_scale.py`, then `bench/report.py`, which writes this file from "
+        "`bench/sampled_vs_full.py`, `bench/scale.py`, `bench/embed_scale.py`, `bench/profile_sasrec.py`, then `bench/report.py`, which writes this file from "
         "`bench/out/*.json`).",
         "",
         f"Machine: {m.get('nproc')} CPU cores ({m.get('cpu_model', '?')}), {m.get('ram_total_gib', '?')} GiB RAM "
@@ -344,6 +377,8 @@ def main():
         lines += scale_section(scale)
     if embed_scale:
         lines += embed_scale_section(embed_scale)
+    if prof:
+        lines += profile_section(prof)
     notes = Path(args.notes)
     if notes.is_file() and not args.smoke:
         lines += [notes.read_text().strip(), ""]

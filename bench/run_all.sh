@@ -47,6 +47,7 @@ if [ "${SKIP_ALIGN:-0}" != "1" ]; then
 fi
 # shellcheck disable=SC2086
 "$PY" bench/sampled_vs_full.py "${smoke[@]}" ${SAMPLED_ARGS:-}
+"$PY" bench/profile_sasrec.py "${smoke[@]}"
 if [ "${SKIP_SCALE:-0}" != "1" ]; then
   # shellcheck disable=SC2086
   "$PY" bench/scale.py "${smoke[@]}" ${SCALE_ARGS:-}

@@ -18,3 +18,7 @@ wait
     --row "ID SASRec=ids" --row "SASRec_T=minilm" --row "EARec_T=text" --row "EARec_T+title=text@anchor" \
     --row "EARec_TB=text+behavior" --row "EARec_TB-trans=text+behavior;transductive=true"
 cp $RUN/results.md $RUN/search/sweep.md $RUN/study/study.md $RUN/study/fig_slices.png docs/results/ml-100k/
+# EARec_T against SASRec_T (like for like: both read the title) -- paired tests against SASRec_T, from cached rows
+.venv/bin/earec study --run-dir $RUN --seeds 0,1,2 --row "SASRec_T=minilm" --row "EARec_T=text" \
+    --row "EARec_T+title=text@anchor" --baseline SASRec_T --name vs-sasrec-t
+cp $RUN/study-vs-sasrec-t/study.md docs/results/ml-100k/vs-sasrec-t/
