@@ -86,7 +86,7 @@ def workspace_options(fn):
 
     @click.option("--run-dir", default="runs/ml-100k", show_default=True, type=click.Path(file_okay=False),
                   help="Run directory (created if missing; its run.json remembers the settings below).")
-    @click.option("--dataset", default=None, help="RecBole atomic-file folder, or 'ml-100k' (shipped default).")
+    @click.option("--dataset", default=None, help="RecBole atomic-file folder, or a shipped name: 'ml-100k' (default), 'ml-1m'.")
     @click.option("--llm", default=None, help="Local HF causal-LM folder (default: shipped SmolLM2-135M-Instruct).")
     @click.option("--seed", type=int, default=None, help="Seed for every stage (default 0).")
     @click.option("--k-core", type=click.IntRange(min=0), default=None, help="k-core threshold (default 5; 0 = off).")

@@ -130,3 +130,14 @@ def test_movielens_1m_ships_offline_and_loads_by_name(tmp_path):
     assert ws["dataset"] == "ml-1m"  # a name, not resolved to a folder of the current directory
     with pytest.raises(DataError, match="unknown shipped dataset"):
         default_dataset_dir("ml-20m")
+
+
+def test_a_folder_whose_files_are_named_otherwise_is_explained(tmp_path, make_dataset):
+    """Files copied into a folder of another name: the error says how atomic files must be named."""
+    src = make_dataset(tmp_path / "src")
+    other = tmp_path / "bad-ts"
+    other.mkdir()
+    for f in src.iterdir():
+        (other / f.name).write_bytes(f.read_bytes())
+    with pytest.raises(DataError, match=r"bad-ts\.inter.*names its files after itself.*" + src.name):
+        load_dataset(other)

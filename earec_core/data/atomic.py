@@ -49,7 +49,11 @@ def read_atomic(path: str | Path) -> AtomicTable:
     """
     path = Path(path)
     if not path.is_file():
-        raise DataError(f"atomic file not found: {path}")
+        others = sorted(p.name for p in path.parent.glob(f"*{path.suffix}")) if path.parent.is_dir() else []
+        hint = (f"; a dataset folder names its files after itself (FOLDER/FOLDER.inter, FOLDER/FOLDER.item), "
+                f"and {path.parent} holds {', '.join(others[:3])}: rename them, or name the folder after them"
+                if others else "")
+        raise DataError(f"atomic file not found: {path}{hint}")
     try:
         text = path.read_text(encoding="utf-8-sig")  # a leading byte-order mark is not part of the header
     except UnicodeDecodeError as exc:
