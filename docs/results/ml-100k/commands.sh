@@ -22,3 +22,8 @@ cp $RUN/results.md $RUN/search/sweep.md $RUN/study/study.md $RUN/study/fig_slice
 .venv/bin/earec study --run-dir $RUN --seeds 0,1,2 --row "SASRec_T=minilm" --row "EARec_T=text" \
     --row "EARec_T+title=text@anchor" --baseline SASRec_T --name vs-sasrec-t
 cp $RUN/study-vs-sasrec-t/study.md docs/results/ml-100k/vs-sasrec-t/
+# λ re-chosen with the title in the stage-2 prompt (seed 0, validation only): the run's three λ candidates @anchor
+.venv/bin/earec study --run-dir $RUN --name lambda-title --seeds 0 --row "ID SASRec=ids" \
+    --row "EARec_TB+title λ.5=grid-t0.5-b0.5@anchor" --row "EARec_TB+title λt.9=grid-t0.9-b0.1@anchor" \
+    --row "EARec_TB+title λb.9=grid-t0.1-b0.9@anchor"
+cp $RUN/study-lambda-title/study.md docs/results/ml-100k/lambda-title/
