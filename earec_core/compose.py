@@ -104,7 +104,7 @@ def compose(ws, weights: dict[str, float], *, mode: str = "param", name: str | N
     dirs = {m: adapters.get(m, ws.adapter_dir(m)) for m in lambdas}
     for m, d in dirs.items():
         if not (d / "adapter_config.json").is_file():
-            raise CompositionError(f"modality {m!r} has no aligned adapter in {d}; run `earec align --modality {m}`, "
+            raise CompositionError(f"modality {m!r} has no aligned adapter in {d}; run `earec align --modality {m} --run-dir {ws.dir}`, "
                                    f"or take one aligned elsewhere with --adapter {m}=PATH")
     metas = {m: read_modality_meta(d) for m, d in dirs.items()}
     for m, meta in metas.items():
