@@ -324,10 +324,10 @@ def profile_section(r) -> list[str]:
         "the attention probabilities, the attention output, the feed-forward activation and its output), side by "
         "side in the same run (median s):",
         "",
-        "| mask generator | s per step's masks | vs `F.dropout` |",
+        "| mask generator | s per step's masks | speed vs `F.dropout` |",
         "|---|---|---|",
     ]
-    lines += [f"| {name} | {f(v, 4)} | {f(base / v, 2) + 'x faster' if base and v else ''} |" for name, v in masks.items()]
+    lines += [f"| {name} | {f(v, 4)} | {f(base / v, 2) + 'x' if base and v else ''} |" for name, v in masks.items()]
     return lines + [""]
 
 
