@@ -42,6 +42,15 @@ class SequenceSplits:
     new_items: frozenset[int] = frozenset()
     """1-based indices of items held out of training (inductive split); empty by default."""
 
+    def train_item_counts(self) -> torch.Tensor:
+        """``(n_items + 1,)`` long: how often each item occurs in the training sequences (index 0,
+        the padding, is 0).  Item popularity for the long-tail slices and popularity sampling;
+        ``> 0`` marks the items a recommender has trained on."""
+        flat = torch.tensor([i for seq in self.train for i in seq], dtype=torch.long)
+        counts = torch.bincount(flat, minlength=self.n_items + 1)
+        counts[0] = 0
+        return counts
+
     def split(self, name: str) -> list[tuple[list[int], int]]:
         """``valid`` or ``test`` examples. Raises ValueError for any other name."""
         if name == "valid":

@@ -108,10 +108,7 @@ def default_rows(ws) -> list[Row]:
 
 def target_popularity(splits) -> torch.Tensor:
     """``(n_users,)`` occurrences of each test user's target item in the training sequences."""
-    counts = torch.zeros(splits.n_items + 1, dtype=torch.long)
-    for seq in splits.train:
-        counts += torch.bincount(torch.tensor(seq, dtype=torch.long), minlength=splits.n_items + 1)
-    return counts[torch.tensor([t for _, t in splits.test], dtype=torch.long)]
+    return splits.train_item_counts()[torch.tensor([t for _, t in splits.test], dtype=torch.long)]
 
 
 def _train(ws, row: Row, seed: int, embeddings: dict) -> tuple[dict, torch.Tensor]:

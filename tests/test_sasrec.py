@@ -364,11 +364,11 @@ def test_sampled_loss_with_every_item_as_negative_is_the_full_softmax():
 
 @pytest.mark.parametrize("negatives", ["uniform", "popularity"])
 def test_sampled_softmax_trains(splits, negatives):
-    from earec_sasrec.lit import SASRecLit, collate_windows, item_counts
+    from earec_sasrec.lit import SASRecLit, collate_windows
 
     torch.manual_seed(0)
     net = SASRecNet(N_ITEMS, hidden_size=32, inner_size=64, max_len=10, dropout=0.1)
-    counts = item_counts(splits.train, N_ITEMS) if negatives == "popularity" else None
+    counts = splits.train_item_counts() if negatives == "popularity" else None
     lit = SASRecLit(net, 1e-2, 0.0, KS, loss="sampled", n_negatives=8, item_counts=counts)
     batch = collate_windows(train_windows(splits.train, 10))
     with torch.no_grad():

@@ -17,16 +17,6 @@ from earec_core.modality import Fragment, Modality
 TABLE_FILE = "item_embeddings.safetensors"
 
 
-def trained_items(train: list[list[int]], n_items: int) -> torch.Tensor:
-    """``(n_items + 1,)`` bool: item ``i`` (1-based) occurs in some training sequence ``train``."""
-    seen = torch.zeros(n_items + 1, dtype=torch.bool)
-    flat = [i for seq in train for i in seq]
-    if flat:
-        seen[torch.tensor(flat, dtype=torch.long)] = True
-    seen[0] = False
-    return seen
-
-
 class BehaviorModality(Modality):
     """Options:
         n_related: related-item slots per prompt (default 3; 0 disables them).
@@ -54,7 +44,7 @@ class BehaviorModality(Modality):
         speaks through its other modalities.  Returns ``{"items", "untrained_items", "dim"}``.
         """
         table = ctx.id_item_table(self.options.get("recommender", "sasrec"))
-        trained = trained_items(ctx.dataset.splits.train, len(ctx.dataset.catalog))
+        trained = ctx.dataset.splits.train_item_counts() > 0
         ids = [iid for i, iid in enumerate(ctx.dataset.catalog.ids) if trained[i + 1]]
         # row i of the ID table is catalog item i (1-based); the padding row 0 is dropped
         ItemFeatures(ids, table[1:][trained[1:]]).save(ctx.artifact_dir(self.name) / TABLE_FILE, tensor="table")

@@ -22,7 +22,7 @@ from earec_core.hookspecs import hookimpl
 from earec_core.metrics import DEFAULT_KS, evaluate
 from earec_core.recommender import Recommender, SequenceSplits
 
-from .lit import SASRecLit, SequenceDataModule, item_counts, left_pad
+from .lit import SASRecLit, SequenceDataModule, left_pad
 from .model import MeanPoolNet, SASRecNet
 
 __all__ = ["MeanPool", "SASRec", "SASRecNet"]
@@ -220,7 +220,7 @@ class SASRec(Recommender):
             raise DataError("no training targets: every training sequence has fewer than 2 items")
         lit = SASRecLit(self._build(n_items, item_embeddings), opts["lr"], opts["weight_decay"], opts["ks"],
                         loss=opts["loss"], n_negatives=opts["n_negatives"],
-                        item_counts=item_counts(splits.train, n_items) if opts["negatives"] == "popularity" else None,
+                        item_counts=splits.train_item_counts() if opts["negatives"] == "popularity" else None,
                         exclude=splits.new_items)
 
         with contextlib.ExitStack() as stack:

@@ -64,14 +64,6 @@ def left_pad(seqs: Sequence[Sequence[int]], length: int | None = None) -> torch.
     return out
 
 
-def item_counts(sequences: Sequence[Sequence[int]], n_items: int) -> torch.Tensor:
-    """How often each item ``0..n_items`` occurs in ``sequences``: ``(n_items + 1,)`` long (index 0 = 0)."""
-    flat = torch.tensor(list(chain.from_iterable(sequences)), dtype=torch.long)
-    counts = torch.bincount(flat, minlength=n_items + 1)
-    counts[0] = 0
-    return counts
-
-
 def collate_windows(windows: list[list[int]]) -> tuple[torch.Tensor, torch.Tensor]:
     """Windows -> ``(inputs, targets)``, both ``(B, W - 1)`` with ``W`` the longest window; 0 = no target."""
     padded = left_pad(windows)
