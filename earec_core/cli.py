@@ -434,17 +434,20 @@ def run(ws, modalities, weights, mode, explain_items, align_cfg):
                    "the anchor into the stage-2 prompt; KEY=VALUE are recommender options (transductive=true).")
 @click.option("--baseline", default=None, help="Row label every row is tested against (default: the first row).")
 @click.option("--name", default=None, help="Write RUN/study-NAME instead of RUN/study (several studies per run).")
+@click.option("--grid", "grid", multiple=True, metavar="KEY=V1,V2",
+              help="Recommender options to search per row (repeatable; e.g. lr=1e-3,3e-3): every row is trained "
+                   "with every setting and keeps the one with the best mean validation NDCG@10.")
 @workspace_options
-def study(ws, seeds, rows, baseline, name):
+def study(ws, seeds, rows, baseline, name, grid):
     """Rows x seeds: mean ± sd, paired t-tests over users, long-tail slices (RUN/study/study.md)."""
-    from .study import parse_row, run_study
+    from .study import parse_grid, parse_row, run_study
 
     try:
         seed_list = [int(s) for s in seeds.split(",") if s.strip()]
     except ValueError:
         raise click.BadParameter(f"expected comma-separated integers, got {seeds!r}", param_hint="--seeds") from None
     result = run_study(ws, [parse_row(r) for r in rows] or None, seed_list, baseline=baseline,
-                       log=console.print if ws.progress else None, name=name)
+                       log=console.print if ws.progress else None, name=name, grid=parse_grid(grid))
     console.print(result["markdown"])
     console.print(f"study: {ws.study_dir(name) / 'study.md'}")
 

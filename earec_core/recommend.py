@@ -128,25 +128,32 @@ def seed_label(label: str, seed: int, run_seed: int) -> str:
     return label if seed == run_seed else f"{label}~seed{seed}"
 
 
-def id_baseline(ws, name: str = "sasrec", *, need_ranks: bool = False, seed: int | None = None) -> RecResult:
+def id_baseline(ws, name: str = "sasrec", *, need_ranks: bool = False, seed: int | None = None,
+                options: dict | None = None, label: str | None = None) -> RecResult:
     """The ID-based recommender of the run ``ws`` (a :class:`~earec_core.workspace.Workspace`; the
     "ID SASRec" baseline and the behaviour encoder), trained once and cached under ``RUN/recommend/id-NAME``; with another ``seed`` than the
-    run's, under ``id-NAME~seedN`` (the behaviour encoder always uses the run's seed)."""
+    run's, under ``id-NAME~seedN`` (the behaviour encoder always uses the run's seed).
+
+    ``options`` override the run's recommender options (``earec study --grid lr=…``); such a
+    variant is cached under ``RUN/recommend/LABEL`` (``label`` is required with ``options``).
+
+    Raises EarecError: ``options`` without a ``label``.
+    """
     splits = ws.dataset.splits  # loads the dataset first: its manifest is an input of this stage
     seed = ws["seed"] if seed is None else seed
-    directory = ws.recommend_dir(seed_label(f"id-{name}", seed, ws["seed"]))
+    if options and not label:
+        raise EarecError("id_baseline with options needs a label (its result folder)")
+    opts = {**ws["recommender_options"], **(options or {})}
+    directory = ws.recommend_dir(seed_label(label if options else f"id-{name}", seed, ws["seed"]))
     manifest = manifest_of(
-        directory, "recommend", {"recommender": name, "options": ws["recommender_options"], "seed": seed,
+        directory, "recommend", {"recommender": name, "options": opts, "seed": seed,
                                  "plugin": code_fingerprint(ws.registry.recommender(name))},
         {"dataset": ws.dataset_dir},
     )
     return _cached(
         directory,
         manifest,
-        lambda: train_and_evaluate(
-            ws.registry, name, splits, None,
-            options=ws["recommender_options"], seed=seed, progress=ws.progress,
-        ),
+        lambda: train_and_evaluate(ws.registry, name, splits, None, options=opts, seed=seed, progress=ws.progress),
         need_ranks=need_ranks,
     )
 

@@ -15,12 +15,18 @@ model and its embeddings are the run's), each result a cached artifact under
   occurrences in the training sequences, ≤ 5 and ≤ 20: the long tail where IDs are weak), and,
   on an inductive split (``--new-items``), by whether the target is a new item.
 
+With ``grid`` (``earec study --grid lr=1e-3,3e-3``) every row is trained with every setting of
+the grid and keeps, in the tables, the setting with the best mean validation NDCG@10 over the seeds
+(the paper's protocol: the downstream learning rate and width searched on validation, per model);
+every variant is listed in study.json's ``grid`` and the Markdown's grid table.
+
 Nothing is chosen on test: the best EARec row is picked on mean validation NDCG@10.
 Outputs: ``RUN/study/study.{json,md}`` and ``fig_slices.png``.
 """
 
 from __future__ import annotations
 
+import itertools
 import json
 import statistics
 from collections.abc import Callable, Sequence
@@ -115,7 +121,8 @@ def _train(ws, row: Row, seed: int, embeddings: dict) -> tuple[dict, torch.Tenso
     """Fit (or reuse) ``row`` with ``seed``; returns its result dict and per-user test ranks."""
     rec = ws["recommender"]
     if row.source is None:
-        res = id_baseline(ws, rec, need_ranks=True, seed=seed)
+        res = id_baseline(ws, rec, need_ranks=True, seed=seed, options=row.options or None,
+                          label=_folder(ws, row))
     else:
         key = (row.source, row.anchor, row.layers)
         if key not in embeddings:
@@ -133,7 +140,8 @@ def _mean_sd(values: Sequence[float]) -> dict:
 
 def run_study(ws, rows: Sequence[Row] | None = None, seeds: Sequence[int] = (0, 1, 2), *,
               baseline: str | None = None, slices: Sequence[int] = DEFAULT_SLICES,
-              log: Callable[[str], None] | None = None, name: str | None = None) -> dict:
+              log: Callable[[str], None] | None = None, name: str | None = None,
+              grid: dict[str, list] | None = None) -> dict:
     """Train every row with every seed and write ``RUN/study`` (``RUN/study-NAME`` with ``name``,
     so several studies of one run sit side by side); returns study.json's dict.
 
@@ -142,6 +150,8 @@ def run_study(ws, rows: Sequence[Row] | None = None, seeds: Sequence[int] = (0, 
         seeds: recommender seeds (at least one).
         baseline: the label every row is tested against (default: the first row).
         slices: popularity cut-offs of the long-tail slices.
+        grid: recommender options to search per row (:func:`parse_grid`); each row keeps the setting
+            with the best mean validation NDCG@10.
     Raises:
         EarecError: no seeds, duplicate labels, an unknown baseline, a bad ``name``.
     """
@@ -171,31 +181,45 @@ def run_study(ws, rows: Sequence[Row] | None = None, seeds: Sequence[int] = (0, 
     embeddings: dict = {}
     table: dict[str, dict] = {}
     per_user: dict[str, torch.Tensor] = {}  # label -> (n_seeds, n_users) test NDCG@10
+    grid_table: dict[str, dict] = {}  # row label -> {variant label: {setting, valid, test, chosen}}
     for row in rows:
-        runs, ndcgs = [], []
-        for seed in seeds:
-            log(f"study: {row.label}, seed {seed}")
-            try:
-                result, ranks = _train(ws, row, seed, embeddings)
-            except (EarecError, OSError, ImportError) as exc:
-                if row.source != "minilm":
-                    raise
-                notes.append(f"{row.label} skipped: the sentence encoder could not be loaded offline ({exc})")
+        trained: dict[str, tuple[dict, dict, torch.Tensor]] = {}  # variant label -> (setting, entry, ndcgs)
+        for setting, variant in grid_variants(row, grid or {}):
+            runs, ndcgs = [], []
+            for seed in seeds:
+                log(f"study: {variant.label}, seed {seed}")
+                try:
+                    result, ranks = _train(ws, variant, seed, embeddings)
+                except (EarecError, OSError, ImportError) as exc:
+                    if row.source != "minilm":
+                        raise
+                    notes.append(f"{row.label} skipped: the sentence encoder could not be loaded offline ({exc})")
+                    break
+                runs.append(result)
+                ndcgs.append(ndcg_at(ranks))
+            if not runs:
                 break
-            runs.append(result)
-            ndcgs.append(ndcg_at(ranks))
-        if not runs:
+            entry = {
+                "source": row.source, "anchor": row.anchor, "options": variant.options,
+                "layers": list(row.layers) if row.layers else None,
+                "folders": [f"recommend/{seed_label(_folder(ws, variant), s, ws['seed'])}" for s in seeds],
+                "valid": {c: _mean_sd([r["valid"][c] for r in runs]) for c in COLUMNS},
+                "test": {c: _mean_sd([r["test"][c] for r in runs]) for c in COLUMNS},
+                "slices": {name: _mean_sd([n[mask].mean().item() for n in ndcgs]) for name, mask in masks.items()},
+                "seconds": _mean_sd([r["seconds"] for r in runs]),
+            }
+            trained[variant.label] = (setting, entry, torch.stack(ndcgs))
+        if not trained:
             continue
-        per_user[row.label] = torch.stack(ndcgs)
-        table[row.label] = {
-            "source": row.source, "anchor": row.anchor, "options": row.options,
-            "layers": list(row.layers) if row.layers else None,
-            "folders": [f"recommend/{seed_label(_folder(ws, row), s, ws['seed'])}" for s in seeds],
-            "valid": {c: _mean_sd([r["valid"][c] for r in runs]) for c in COLUMNS},
-            "test": {c: _mean_sd([r["test"][c] for r in runs]) for c in COLUMNS},
-            "slices": {name: _mean_sd([n[mask].mean().item() for n in ndcgs]) for name, mask in masks.items()},
-            "seconds": _mean_sd([r["seconds"] for r in runs]),
-        }
+        chosen = max(trained, key=lambda lab: trained[lab][1]["valid"]["NDCG@10"]["mean"])
+        setting, entry, ndcgs = trained[chosen]
+        table[row.label] = {**entry, "setting": setting} if grid else entry
+        per_user[row.label] = ndcgs
+        if grid:
+            grid_table[row.label] = {
+                lab: {"setting": st, "valid NDCG@10": e["valid"]["NDCG@10"], "test NDCG@10": e["test"]["NDCG@10"],
+                      "seconds": e["seconds"], "chosen": lab == chosen}
+                for lab, (st, e, _) in trained.items()}
     if baseline not in table:
         raise EarecError(f"the baseline row {baseline!r} produced no result")
     for label, row in table.items():
@@ -208,9 +232,10 @@ def run_study(ws, rows: Sequence[Row] | None = None, seeds: Sequence[int] = (0, 
     best = max(earec, key=lambda lab: table[lab]["valid"]["NDCG@10"]["mean"]) if earec else None
     study = {"dataset": ws.dataset.stats, "seeds": seeds, "baseline": baseline, "rows": table,
              "slice_sizes": {name: int(mask.sum()) for name, mask in masks.items()},
-             "best_earec_by_valid": best, "notes": notes,
+             "best_earec_by_valid": best, "notes": notes, "grid": grid_table or None,
              "method": "per-row mean ± sd over seeds; paired t-test (scipy.stats.ttest_rel) over test users of "
-                       "per-user NDCG@10 averaged over seeds; rows chosen on validation only"}
+                       "per-user NDCG@10 averaged over seeds; rows chosen on validation only"
+                       + ("; each row's grid setting chosen on mean validation NDCG@10" if grid else "")}
     out = ws.study_dir(name)
     out.mkdir(parents=True, exist_ok=True)
     write_json(out / "study.json", study)
@@ -224,7 +249,54 @@ def run_study(ws, rows: Sequence[Row] | None = None, seeds: Sequence[int] = (0, 
 
 
 def _folder(ws, row: Row) -> str:
-    return f"id-{ws['recommender']}" if row.source is None else row.label
+    if row.source is not None:
+        return row.label
+    return f"id-{ws['recommender']}" + "".join(f"~{k}={_text(v)}" for k, v in sorted(row.options.items()))
+
+
+def _text(value) -> str:
+    return value if isinstance(value, str) else json.dumps(value, separators=(",", ":"))
+
+
+def parse_grid(specs: Sequence[str]) -> dict[str, list]:
+    """``["lr=1e-3,3e-3", "hidden=64,128"]`` -> ``{"lr": [0.001, 0.003], "hidden": [64, 128]}``
+    (values read as JSON when they parse, else as text).
+
+    Raises EarecError for a spec without ``=``, an empty value list or a key given twice.
+    """
+    grid: dict[str, list] = {}
+    for spec in specs:
+        key, sep, values = spec.partition("=")
+        key = key.strip()
+        items = [v.strip() for v in values.split(",") if v.strip()]
+        if not sep or not key or not items:
+            raise EarecError(f"bad --grid {spec!r}: expected KEY=V1,V2,..., e.g. lr=1e-3,3e-3")
+        if key in grid:
+            raise EarecError(f"--grid {key} is given twice")
+        if key == "layers":
+            raise EarecError("--grid layers is not supported: give each layer set its own --row")
+        parsed = []
+        for v in items:
+            try:
+                parsed.append(json.loads(v))
+            except ValueError:
+                parsed.append(v)
+        grid[key] = parsed
+    return grid
+
+
+def grid_variants(row: Row, grid: dict[str, list]) -> list[tuple[dict, Row]]:
+    """Every setting of ``grid`` (the cartesian product) applied on top of ``row``'s options, as
+    ``(setting, Row)`` pairs; the variant's label is ``LABEL~k=v~…`` (also its result folder).
+    Without a grid, ``[({}, row)]``."""
+    if not grid:
+        return [({}, row)]
+    out = []
+    for values in itertools.product(*grid.values()):
+        setting = dict(zip(grid, values))
+        label = row.label + "".join(f"~{k}={_text(v)}" for k, v in setting.items())
+        out.append((setting, Row(label, row.source, row.anchor, {**row.options, **setting}, row.layers)))
+    return out
 
 
 def _ttest(a: torch.Tensor, b: torch.Tensor) -> dict:

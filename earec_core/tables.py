@@ -138,6 +138,15 @@ def study_markdown(study: dict) -> str:
             vs = r.get("vs_baseline", {}).get(n)
             cells.append(_pm(r["slices"][n]) + (f" (p {_p(vs['p'])})" if vs else ""))
         lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    if study.get("grid"):
+        lines += ["", "## Grid: every setting per row (the chosen one, by mean validation NDCG@10, in bold)", "",
+                  "| row | setting | valid NDCG@10 | test NDCG@10 | seconds per training |", "|---|---|---|---|---|"]
+        for label, variants in study["grid"].items():
+            for v in variants.values():
+                setting = ", ".join(f"{k}={val}" for k, val in v["setting"].items())
+                setting = f"**{setting}**" if v["chosen"] else setting
+                lines.append(f"| {label} | {setting} | {_pm(v['valid NDCG@10'])} | {_pm(v['test NDCG@10'])} | "
+                             f"{v['seconds']['mean']:.0f} |")
     if study.get("best_earec_by_valid"):
         lines += ["", f"Bold: the EARec row with the best mean validation NDCG@10 ({study['best_earec_by_valid']})."]
     lines += ["", f"Method: {study['method']}."]

@@ -15,7 +15,7 @@ from earec_core.cli import cli
 from earec_core.embed import embed
 from earec_core.errors import EarecError
 from earec_core.metrics import metrics_from_ranks
-from earec_core.study import Row, parse_row, run_study, target_popularity
+from earec_core.study import Row, grid_variants, parse_grid, parse_row, run_study, target_popularity
 from earec_core.workspace import Workspace
 
 REC = {"max_epochs": 2, "hidden_size": 16, "inner_size": 32}
@@ -129,3 +129,33 @@ def test_identical_prompts_are_counted_and_the_anchor_separates_them(ws, caplog)
     with caplog.at_level("WARNING", logger="earec_core.embed"):
         embed(ws, "text", precision="fp32", anchor=False, force=True)
     assert not any("share their stage-2 prompt" in r.message for r in caplog.records)
+
+
+def test_parse_grid_and_variants():
+    grid = parse_grid(["lr=1e-3,3e-3", "transductive=true,false"])
+    assert grid == {"lr": [0.001, 0.003], "transductive": [True, False]}
+    variants = grid_variants(Row("T", "text", options={"temperature": 0.1}), grid)
+    assert [v.label for _, v in variants] == ["T~lr=0.001~transductive=true", "T~lr=0.001~transductive=false",
+                                              "T~lr=0.003~transductive=true", "T~lr=0.003~transductive=false"]
+    assert variants[2][1].options == {"temperature": 0.1, "lr": 0.003, "transductive": True}
+    assert grid_variants(Row("T", "text"), {}) == [({}, Row("T", "text"))]
+    for bad in (["lr"], ["lr="], ["=1"], ["lr=1", "lr=2"], ["layers=[-1]"]):
+        with pytest.raises(EarecError, match="grid"):
+            parse_grid(bad)
+
+
+def test_study_grid_keeps_each_rows_setting_with_the_best_validation(ws):
+    study = run_study(ws, [Row("ID"), Row("T", "text")], seeds=[0], name="grid",
+                      grid={"lr": [1e-3, 1e-2]})
+    for label in ("ID", "T"):
+        variants = study["grid"][label]
+        assert len(variants) == 2 and sum(v["chosen"] for v in variants.values()) == 1
+        best = max(variants.values(), key=lambda v: v["valid NDCG@10"]["mean"])
+        assert best["chosen"] and study["rows"][label]["setting"] == best["setting"]
+        assert study["rows"][label]["valid"]["NDCG@10"] == best["valid NDCG@10"]
+    # every variant trained for real, in its own folder; the ID variants apart from the run's ID baseline
+    for folder in ("id-sasrec~lr=0.001", "id-sasrec~lr=0.01", "T~lr=0.001", "T~lr=0.01"):
+        m = json.loads((ws.dir / "recommend" / folder / "manifest.json").read_text())
+        assert m["config"]["options"]["lr"] in (1e-3, 1e-2), folder
+    md = (ws.dir / "study-grid" / "study.md").read_text()
+    assert "## Grid" in md and "lr=0.01" in md
