@@ -170,7 +170,7 @@ class Workspace:
                "anchor_field": self["anchor_field"], **inductive}
         manifest = {"stage": "dataset", "config": cfg, "inputs": {}}
         directory = self.dataset_dir
-        if not is_current(directory, manifest):
+        if not is_current(directory, manifest) and not self._same_files_moved(directory, cfg):
             self._refuse_dataset_change(directory, cfg)
             checks = check_dataset(source, anchor_field=self["anchor_field"], k=self["k_core"], tables=tables, loaded=ds)
             for finding in checks.warnings:  # said once, when the run first reads this dataset
@@ -180,6 +180,22 @@ class Workspace:
                 write_json(tmp / "stats.json", ds.stats)
                 write_json(tmp / "checks.json", checks.as_dict())
         return ds
+
+    def _same_files_moved(self, directory: Path, cfg: dict) -> bool:
+        """True if the run's recorded dataset differs from ``cfg`` only in its folder path: the
+        same files (by hash) and settings read from elsewhere (a new virtual environment, a moved
+        or copied run).  The recorded manifest is kept, so every artifact built on it stays valid."""
+        try:
+            old = read_json(directory / "manifest.json")["config"]
+        except (OSError, ValueError, KeyError, TypeError):
+            return False
+        if not isinstance(old, dict) or old.get("source") == cfg["source"]:
+            return False
+        if {k: v for k, v in old.items() if k != "source"} != {k: v for k, v in cfg.items() if k != "source"}:
+            return False
+        log.info("dataset %s: the same files as %s, which this run was built on; its artifacts stay valid",
+                 cfg["source"], old["source"])
+        return True
 
     def _refuse_dataset_change(self, directory: Path, cfg: dict) -> None:
         """A run whose adapters, compositions or embeddings were built on one dataset must not

@@ -196,3 +196,23 @@ def test_the_runs_own_legacy_adapters_still_compose_and_embed(world):
             "--run-dir", world["tgt_run"], "--quiet")
     run_cli("embed", "legacy", "--run-dir", world["tgt_run"], "--quiet")
     assert (world["tgt_run"] / "embeddings" / "legacy" / "manifest.json").is_file()
+
+
+def test_a_run_reads_its_dataset_from_a_new_place(world, tmp_path):
+    """The same files at another path (a new virtual environment, a copied run) keep the run's
+    artifacts valid; a changed file at the new path is still refused."""
+    import shutil
+
+    run, target = world["tgt_run"], world["target"]
+    manifest = (run / "dataset" / "manifest.json").read_text()
+    adapter = (run / "adapters" / "behavior" / "manifest.json").read_text()
+    moved = tmp_path / "elsewhere" / target.name
+    shutil.copytree(target, moved)
+    common = ("--llm", world["llm"], "--quiet", "--k-core", "3", "--align-items", "24", "--batch-size", "8", *REC)
+    run_cli("align", "--modality", "behavior", "--run-dir", run, "--dataset", moved, *common)
+    assert (run / "dataset" / "manifest.json").read_text() == manifest  # nothing re-recorded, nothing retrained
+    assert (run / "adapters" / "behavior" / "manifest.json").read_text() == adapter
+    inter = moved / f"{target.name}.inter"
+    inter.write_text(inter.read_text().rsplit("\n", 2)[0] + "\n")  # drop the last interaction
+    res = run_cli("align", "--modality", "behavior", "--run-dir", run, "--dataset", moved, *common, ok=False)
+    assert res.exit_code != 0 and "another dataset setup (files, source differ" in " ".join(res.output.split())
