@@ -17,6 +17,7 @@ from, and every artifact the stages write::
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 from pathlib import Path
@@ -71,6 +72,7 @@ class Workspace:
     def __init__(self, run_dir: str | Path, *, progress: bool = True, **settings):
         self.dir = Path(run_dir)
         self.progress = progress
+        self._created = not self.dir.exists()  # a failed first command removes the folder it made
         if self.dir.exists() and not self.dir.is_dir():
             raise EarecError(f"--run-dir {self.dir} is a file, not a folder")
         stored = self._read_stored()
@@ -127,6 +129,12 @@ class Workspace:
             path.unlink(missing_ok=True)
         else:
             write_bytes(path, self._previous_settings)
+        if self._created:  # the run folder this workspace made, if nothing but empty folders is left in it
+            for sub in sorted((p for p in self.dir.rglob("*") if p.is_dir()), key=lambda p: -len(p.parts)):
+                with contextlib.suppress(OSError):
+                    sub.rmdir()
+            with contextlib.suppress(OSError):
+                self.dir.rmdir()
 
     def _read_stored(self) -> dict:
         path = self.dir / "run.json"

@@ -438,6 +438,12 @@ def small_catalog_with_lower_ks(env):
     assert "HR@5" in r.output and "HR@50" not in r.output
 
 
+def failed_first_command_leaves_no_folder(env):
+    r = env.cli("prepare", dataset=env.dataset(), k_core=40)
+    assert not env.run_dir.exists(), sorted(env.run_dir.rglob("*"))  # no half-made run to trip the next try
+    return r
+
+
 def bad_option_not_saved(env):
     data = env.dataset()
     ok = env.cli("prepare", "--rec-option", "max_epochs=1", dataset=data)
@@ -681,6 +687,8 @@ ROWS = [
                  cli_error(r"has 40 items, fewer than the evaluation cutoff K=\[50\].*--rec-option ks=\[5,10\]"),
                  id="dataset-smaller-than-eval-k"),
     pytest.param(small_catalog_with_lower_ks, handled("evaluated at the given cutoffs"), id="small-catalog-lower-ks"),
+    pytest.param(failed_first_command_leaves_no_folder, cli_error(r"40-core filtering left no interactions"),
+                 id="failed-first-command-leaves-no-run-folder"),
     pytest.param(bad_option_not_saved, handled("run.json left as it was"), id="failed-command-keeps-run-json"),
     pytest.param(dataset_switched_under_artifacts, cli_error(r"was built on another dataset setup \(files differ .*Use a new --run-dir"),
                  id="dataset-switched-on-existing-run"),
