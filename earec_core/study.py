@@ -26,6 +26,7 @@ Outputs: ``RUN/study/study.{json,md}`` and ``fig_slices.png``.
 
 from __future__ import annotations
 
+import inspect
 import itertools
 import json
 import statistics
@@ -186,10 +187,12 @@ def run_study(ws, rows: Sequence[Row] | None = None, seeds: Sequence[int] = (0, 
         trained: dict[str, tuple[dict, dict, torch.Tensor]] = {}  # variant label -> (setting, entry, ndcgs)
         for setting, variant in grid_variants(row, grid or {}):
             runs, ndcgs = [], []
+            # a setting that only restates the recommender's default trains (or reuses) the plain row
+            fit = row if setting and _is_default(ws, row, setting) else variant
             for seed in seeds:
                 log(f"study: {variant.label}, seed {seed}")
                 try:
-                    result, ranks = _train(ws, variant, seed, embeddings)
+                    result, ranks = _train(ws, fit, seed, embeddings)
                 except (EarecError, OSError, ImportError) as exc:
                     if row.source != "minilm":
                         raise
@@ -202,7 +205,7 @@ def run_study(ws, rows: Sequence[Row] | None = None, seeds: Sequence[int] = (0, 
             entry = {
                 "source": row.source, "anchor": row.anchor, "options": variant.options,
                 "layers": list(row.layers) if row.layers else None,
-                "folders": [f"recommend/{seed_label(_folder(ws, variant), s, ws['seed'])}" for s in seeds],
+                "folders": [f"recommend/{seed_label(_folder(ws, fit), s, ws['seed'])}" for s in seeds],
                 "valid": {c: _mean_sd([r["valid"][c] for r in runs]) for c in COLUMNS},
                 "test": {c: _mean_sd([r["test"][c] for r in runs]) for c in COLUMNS},
                 "slices": {name: _mean_sd([n[mask].mean().item() for n in ndcgs]) for name, mask in masks.items()},
@@ -246,6 +249,16 @@ def run_study(ws, rows: Sequence[Row] | None = None, seeds: Sequence[int] = (0, 
     write_text(out / "study.md", md)
     study["markdown"] = md
     return study
+
+
+def _is_default(ws, row: Row, setting: dict) -> bool:
+    """True if every option of ``setting`` is one the row and the run leave at the recommender's
+    constructor default, with that default's value: the variant *is* the plain row."""
+    base = {**ws["recommender_options"], **row.options}
+    if row.source is not None:
+        base = {**ws["recommender_options"], **ws["embedding_recommender_options"], **row.options}
+    params = inspect.signature(ws.registry.recommender(ws["recommender"])).parameters
+    return all(k not in base and k in params and params[k].default == v for k, v in setting.items())
 
 
 def _folder(ws, row: Row) -> str:
