@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -128,23 +129,33 @@ def seed_label(label: str, seed: int, run_seed: int) -> str:
     return label if seed == run_seed else f"{label}~seed{seed}"
 
 
+def option_suffix(options: dict) -> str:
+    """``{"lr": 0.003}`` -> ``~lr=0.003``: how a result folder's name says which recommender options
+    it was trained with beyond the run's (values as compact JSON, text as is)."""
+    return "".join(f"~{k}={v if isinstance(v, str) else json.dumps(v, separators=(',', ':'))}"
+                   for k, v in options.items())
+
+
+def id_folder(name: str, options: dict | None = None) -> str:
+    """The result folder of ID recommender ``name`` trained with ``options`` beyond the run's:
+    ``id-NAME``, or ``id-NAME~KEY=VALUE…`` (keys sorted) with options."""
+    return f"id-{name}" + option_suffix(dict(sorted((options or {}).items())))
+
+
 def id_baseline(ws, name: str = "sasrec", *, need_ranks: bool = False, seed: int | None = None,
-                options: dict | None = None, label: str | None = None) -> RecResult:
+                options: dict | None = None) -> RecResult:
     """The ID-based recommender of the run ``ws`` (a :class:`~earec_core.workspace.Workspace`; the
     "ID SASRec" baseline and the behaviour encoder), trained once and cached under ``RUN/recommend/id-NAME``; with another ``seed`` than the
     run's, under ``id-NAME~seedN`` (the behaviour encoder always uses the run's seed).
 
     ``options`` override the run's recommender options (``earec study --grid lr=…``); such a
-    variant is cached under ``RUN/recommend/LABEL`` (``label`` is required with ``options``).
-
-    Raises EarecError: ``options`` without a ``label``.
+    variant is cached under :func:`id_folder`'s ``id-NAME~KEY=VALUE…``.
     """
     splits = ws.dataset.splits  # loads the dataset first: its manifest is an input of this stage
     seed = ws["seed"] if seed is None else seed
-    if options and not label:
-        raise EarecError("id_baseline with options needs a label (its result folder)")
-    opts = {**ws["recommender_options"], **(options or {})}
-    directory = ws.recommend_dir(seed_label(label if options else f"id-{name}", seed, ws["seed"]))
+    options = options or {}
+    opts = {**ws["recommender_options"], **options}
+    directory = ws.recommend_dir(seed_label(id_folder(name, options), seed, ws["seed"]))
     manifest = manifest_of(
         directory, "recommend", {"recommender": name, "options": opts, "seed": seed,
                                  "plugin": code_fingerprint(ws.registry.recommender(name))},

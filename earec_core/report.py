@@ -42,7 +42,7 @@ from .explain import generate, rouge_l
 from .model import load_aligned, resolve
 from .metrics import ndcg_at
 from .pipeline import label_for
-from .recommend import RANKS_FILES, id_baseline, load_ranks, on_embeddings
+from .recommend import RANKS_FILES, id_baseline, id_folder, load_ranks, on_embeddings
 from .search import aligned_modalities
 from .tables import report_markdown
 
@@ -276,7 +276,7 @@ def make_report(ws, *, item_id: str | None = None, weights: dict[str, float] | N
     # Table 2 ------------------------------------------------------------------------------------
     log("report: ID SASRec")
     base = id_baseline(ws, rec, need_ranks=True)
-    baselines = [record("ID SASRec", base, ws.recommend_dir(f"id-{rec}"))]
+    baselines = [record("ID SASRec", base, ws.recommend_dir(id_folder(rec)))]
     try:
         sent = sentence_embeddings(ws, text_encoder)
         res = on_embeddings(ws, sent, rec, label="SASRec_T", options=emb_opts, need_ranks=True)

@@ -40,7 +40,7 @@ from .artifacts import write_bytes, write_json, write_text
 from .embed import embed
 from .errors import EarecError
 from .metrics import ndcg_at
-from .recommend import id_baseline, on_embeddings, seed_label
+from .recommend import id_baseline, id_folder, on_embeddings, option_suffix, seed_label
 from .report import sentence_embeddings, ttest_rel
 from .tables import METRIC_COLUMNS, study_markdown
 
@@ -89,16 +89,21 @@ def parse_row(spec: str) -> Row:
         key, sep, value = opt.partition("=")
         if not sep:
             raise EarecError(f"bad option {opt!r} in --row {spec!r}: expected KEY=VALUE")
-        try:
-            options[key.strip()] = json.loads(value)
-        except ValueError:
-            options[key.strip()] = value.strip()
+        options[key.strip()] = _value(value)
     layers = options.pop("layers", None)
     if layers is not None:
         layers = tuple(layers) if isinstance(layers, list) else (layers,)
         if not layers or not all(isinstance(i, int) and not isinstance(i, bool) for i in layers):
             raise EarecError(f"bad layers in --row {spec!r}: expected integers, e.g. layers=[-1,-8]")
     return Row(label.strip(), None if source == "ids" else source, anchor, options, layers)
+
+
+def _value(text: str):
+    """An option value: JSON when it parses (``true``, ``0.07``, ``[-1,-8]``), else the stripped text."""
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text.strip()
 
 
 def default_rows(ws) -> list[Row]:
@@ -122,8 +127,7 @@ def _train(ws, row: Row, seed: int, embeddings: dict) -> tuple[dict, torch.Tenso
     """Fit (or reuse) ``row`` with ``seed``; returns its result dict and per-user test ranks."""
     rec = ws["recommender"]
     if row.source is None:
-        res = id_baseline(ws, rec, need_ranks=True, seed=seed, options=row.options or None,
-                          label=_folder(ws, row))
+        res = id_baseline(ws, rec, need_ranks=True, seed=seed, options=row.options)
     else:
         key = (row.source, row.anchor, row.layers)
         if key not in embeddings:
@@ -254,21 +258,14 @@ def run_study(ws, rows: Sequence[Row] | None = None, seeds: Sequence[int] = (0, 
 def _is_default(ws, row: Row, setting: dict) -> bool:
     """True if every option of ``setting`` is one the row and the run leave at the recommender's
     constructor default, with that default's value: the variant *is* the plain row."""
-    base = {**ws["recommender_options"], **row.options}
-    if row.source is not None:
-        base = {**ws["recommender_options"], **ws["embedding_recommender_options"], **row.options}
+    base = {**ws["recommender_options"], **(ws["embedding_recommender_options"] if row.source is not None else {}),
+            **row.options}
     params = inspect.signature(ws.registry.recommender(ws["recommender"])).parameters
     return all(k not in base and k in params and params[k].default == v for k, v in setting.items())
 
 
 def _folder(ws, row: Row) -> str:
-    if row.source is not None:
-        return row.label
-    return f"id-{ws['recommender']}" + "".join(f"~{k}={_text(v)}" for k, v in sorted(row.options.items()))
-
-
-def _text(value) -> str:
-    return value if isinstance(value, str) else json.dumps(value, separators=(",", ":"))
+    return row.label if row.source is not None else id_folder(ws["recommender"], row.options)
 
 
 def parse_grid(specs: Sequence[str]) -> dict[str, list]:
@@ -288,13 +285,7 @@ def parse_grid(specs: Sequence[str]) -> dict[str, list]:
             raise EarecError(f"--grid {key} is given twice")
         if key == "layers":
             raise EarecError("--grid layers is not supported: give each layer set its own --row")
-        parsed = []
-        for v in items:
-            try:
-                parsed.append(json.loads(v))
-            except ValueError:
-                parsed.append(v)
-        grid[key] = parsed
+        grid[key] = [_value(v) for v in items]
     return grid
 
 
@@ -307,7 +298,7 @@ def grid_variants(row: Row, grid: dict[str, list]) -> list[tuple[dict, Row]]:
     out = []
     for values in itertools.product(*grid.values()):
         setting = dict(zip(grid, values))
-        label = row.label + "".join(f"~{k}={_text(v)}" for k, v in setting.items())
+        label = row.label + option_suffix(setting)
         out.append((setting, Row(label, row.source, row.anchor, {**row.options, **setting}, row.layers)))
     return out
 

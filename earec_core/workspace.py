@@ -178,8 +178,7 @@ class Workspace:
                "anchor_field": self["anchor_field"], **inductive}
         manifest = {"stage": "dataset", "config": cfg, "inputs": {}}
         directory = self.dataset_dir
-        if not is_current(directory, manifest) and not self._same_files_moved(directory, cfg):
-            self._refuse_dataset_change(directory, cfg)
+        if not is_current(directory, manifest) and not self._dataset_moved(directory, cfg):
             checks = check_dataset(source, anchor_field=self["anchor_field"], k=self["k_core"], tables=tables, loaded=ds)
             for finding in checks.warnings:  # said once, when the run first reads this dataset
                 if finding.count:
@@ -189,35 +188,33 @@ class Workspace:
                 write_json(tmp / "checks.json", checks.as_dict())
         return ds
 
-    def _same_files_moved(self, directory: Path, cfg: dict) -> bool:
-        """True if the run's recorded dataset differs from ``cfg`` only in its folder path: the
-        same files (by hash) and settings read from elsewhere (a new virtual environment, a moved
-        or copied run).  The recorded manifest is kept, so every artifact built on it stays valid."""
-        try:
-            old = read_json(directory / "manifest.json")["config"]
-        except (OSError, ValueError, KeyError, TypeError):
-            return False
-        if not isinstance(old, dict) or old.get("source") == cfg["source"]:
-            return False
-        if {k: v for k, v in old.items() if k != "source"} != {k: v for k, v in cfg.items() if k != "source"}:
-            return False
-        log.info("dataset %s: the same files as %s, which this run was built on; its artifacts stay valid",
-                 cfg["source"], old["source"])
-        return True
+    def _dataset_moved(self, directory: Path, cfg: dict) -> bool:
+        """Compare ``cfg`` with the dataset setup the run recorded in ``directory``.
 
-    def _refuse_dataset_change(self, directory: Path, cfg: dict) -> None:
-        """A run whose adapters, compositions or embeddings were built on one dataset must not
-        silently continue on another (other items, other k-core, edited files): those artifacts
-        would be mixed with the new catalog.  Raises EarecError naming what changed."""
+        Returns True if only the folder path differs: the same files (by hash) and settings read
+        from elsewhere (a new virtual environment, a moved or copied run); the recorded manifest is
+        kept, so every artifact built on it stays valid.  Returns False if nothing is recorded yet,
+        or nothing is built on the recorded setup (the caller records ``cfg``).
+
+        Raises EarecError naming what changed when adapters, compositions, embeddings or encoders
+        were built on another setup (other items, other k-core, edited files): those artifacts
+        would be mixed with the new catalog.
+        """
         old_path = directory / "manifest.json"
-        built = self._built("adapters", "compositions", "embeddings", "encoders", pattern="*")
-        if not old_path.is_file() or not built:
-            return
         try:
             old = read_json(old_path)["config"]
-        except (OSError, ValueError, KeyError):
-            return
+        except (OSError, ValueError, KeyError, TypeError):
+            return False
+        if not isinstance(old, dict):
+            return False
         changed = sorted(k for k in set(old) | set(cfg) if old.get(k) != cfg.get(k))
+        if changed == ["source"]:
+            log.info("dataset %s: the same files as %s, which this run was built on; its artifacts stay valid",
+                     cfg["source"], old["source"])
+            return True
+        built = self._built("adapters", "compositions", "embeddings", "encoders", pattern="*")
+        if not built:
+            return False
         raise EarecError(
             f"{self.dir} was built on another dataset setup ({', '.join(changed)} differ from "
             f"{old_path}; its {', '.join(built)} belong to that one). Use a new --run-dir for this dataset, "
