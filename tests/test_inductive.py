@@ -4,17 +4,21 @@ remain validation/test targets that a content-based recommender can score."""
 
 from __future__ import annotations
 
+import json
+
 import lightning as L
 import pytest
 import torch
 
 from earec_core.data import alignment_items
 from earec_core.data import load_dataset
+from earec_core.data.catalog import Item
 from earec_core.data.sequences import hold_out_new_items, leave_one_out
-from earec_core.errors import ArtifactError, DataError
+from earec_core.errors import ArtifactError, DataError, EarecError
 from earec_core.workspace import Workspace
 from earec_sasrec import SASRec
 from earec_sasrec.model import SASRecNet
+from earec_behavior import neighbour_rows
 
 REC = {"max_epochs": 2, "hidden_size": 16, "inner_size": 32, "n_heads": 2, "dropout": 0.1, "max_len": 10,
        "ks": (5, 10), "batch_size": 16}
@@ -122,3 +126,55 @@ def test_sparse_dataset_through_the_workspace(tmp_path, make_dataset):
     assert ds.stats["training_users"] == sum(1 for s in ds.splits.train if s) == round(0.25 * n)
     full = load_dataset(make_dataset(tmp_path / "again"), k=3)
     assert ds.splits.test == full.splits.test  # every user still evaluated on the same examples
+
+
+def test_neighbour_rows_average_the_most_similar_trained_items():
+    """The estimate of an untrained item is the mean ID row of its metadata neighbours; an item
+    sharing no word with any trained item gets the mean of every trained row."""
+    items = [Item("1", "Toy Story", {"year": "1995", "genre": "Animation Children's Comedy"}),
+             Item("2", "Toy Story 2", {"year": "1999", "genre": "Animation Children's Comedy"}),
+             Item("3", "Heat", {"year": "1995", "genre": "Crime Thriller"}),
+             Item("4", "Ronin", {"year": "1998", "genre": "Crime Thriller"}),
+             Item("5", "Qwerty", {})]
+    table = torch.randn(5, 4)
+    trained = torch.tensor([True, False, True, False, False])
+    est = neighbour_rows(items, table, trained, k=1)
+    assert torch.equal(est[0], table[0])   # the sequel takes Toy Story's row
+    assert torch.equal(est[1], table[2])   # the crime thriller takes Heat's
+    assert torch.allclose(est[2], table[trained].mean(dim=0))
+    both = neighbour_rows(items, table, trained, k=2)
+    assert torch.allclose(both[0], table[trained].mean(dim=0))  # k = every trained item
+
+
+def test_behaviour_missing_neighbours_gives_new_items_an_estimated_slot(tmp_path, make_dataset):
+    ws = Workspace(tmp_path / "run", progress=False, dataset=str(make_dataset(tmp_path)), k_core=3, new_items=0.2,
+                   recommender_options={k: v for k, v in REC.items() if k != "ks"} | {"ks": [5, 10]},
+                   modality_options={"behavior": {"missing": "neighbours", "neighbours": "3"}})
+    ds = ws.dataset
+    behaviour = ws.modality("behavior")
+    table = ws.context.id_item_table()
+    new = sorted(ds.splits.new_items)
+    seen = [i for i in range(1, len(ds.catalog) + 1) if i not in ds.splits.new_items]
+    assert all(behaviour.fragment(ds.catalog.items[i - 1]) is not None for i in new)
+    encoded = behaviour.encode([ds.catalog.items[i - 1].id for i in range(1, len(ds.catalog) + 1)])[:, 0]
+    assert torch.allclose(encoded[torch.tensor(seen) - 1], table[torch.tensor(seen)])  # learnt rows untouched
+    trained = torch.zeros(len(ds.catalog), dtype=torch.bool)
+    trained[torch.tensor(seen) - 1] = True
+    expected = neighbour_rows(ds.catalog.items, table[1:], trained, 3)
+    assert torch.allclose(encoded[torch.tensor(new) - 1], expected)
+    assert not torch.allclose(encoded[torch.tensor(new) - 1], table[torch.tensor(new)])  # not the random init rows
+    facts = json.loads((ws.encoder_dir("behavior") / "facts.json").read_text())
+    assert facts["estimated_items"] == facts["untrained_items"] == len(new) and facts["items"] == len(ds.catalog)
+    # new items still never become alignment samples, whatever the behaviour slot holds
+    train_ids, _ = alignment_items(ds.catalog, seed=0, holdout=2, max_items=None)
+    assert not {ds.catalog.items[i - 1].id for i in new} & set(train_ids)
+
+
+@pytest.mark.parametrize("options, message", [({"missing": "mean"}, "'drop' or 'neighbours'"),
+                                              ({"missing": "neighbours", "neighbours": "0"}, ">= 1")])
+def test_behaviour_missing_policy_bad_options(tmp_path, make_dataset, options, message):
+    ws = Workspace(tmp_path / "run", progress=False, dataset=str(make_dataset(tmp_path)), k_core=3, new_items=0.2,
+                   recommender_options={k: v for k, v in REC.items() if k != "ks"} | {"ks": [5, 10]},
+                   modality_options={"behavior": options})
+    with pytest.raises(EarecError, match=message):
+        ws.modality("behavior")
