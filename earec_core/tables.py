@@ -8,6 +8,7 @@ Nothing here computes a number or touches a file, and no stage is imported: ``pi
 
 from __future__ import annotations
 
+import functools
 import math
 from pathlib import Path
 
@@ -105,8 +106,9 @@ def sweep_markdown(sweep: dict) -> str:
 
 
 # -- earec study: RUN/study/study.md ------------------------------------------------------------------
-def _pm(cell: dict, digits: int = 4) -> str:
-    return f"{cell['mean']:.{digits}f} ± {cell['sd']:.{digits}f}"
+def _pm(cell: dict, digits: int = 4, *, sd: bool = True) -> str:
+    """``mean ± sd``; the mean alone when ``sd`` is False (one seed: no spread was measured)."""
+    return f"{cell['mean']:.{digits}f} ± {cell['sd']:.{digits}f}" if sd else f"{cell['mean']:.{digits}f}"
 
 
 def _p(p) -> str:
@@ -119,24 +121,27 @@ def study_markdown(study: dict) -> str:
     """The study (``study.json``) as Markdown: the main table (mean ± sd over seeds) and the slice table."""
     rows, base = study["rows"], study["baseline"]
     seeds = ", ".join(map(str, study["seeds"]))
-    lines = [f"## Test metrics, mean ± sd over seeds {seeds} (leave-one-out, full ranking)", "",
+    multi = len(study["seeds"]) > 1
+    over = f"mean ± sd over seeds {seeds}" if multi else f"one seed ({seeds}): no spread measured"
+    pm = functools.partial(_pm, sd=multi)
+    lines = [f"## Test metrics, {over} (leave-one-out, full ranking)", "",
              "| model | valid NDCG@10 | " + " | ".join(f"test {c}" for c in METRIC_COLUMNS)
              + f" | Δ NDCG@10 vs {base} | p |",
              "|---|---|" + "---|" * len(METRIC_COLUMNS) + "---|---|"]
     for label, r in rows.items():
         vs = r.get("vs_baseline", {}).get("all")
         name = f"**{label}**" if label == study.get("best_earec_by_valid") else label
-        lines.append(f"| {name} | {_pm(r['valid']['NDCG@10'])} | " + " | ".join(_pm(r["test"][c]) for c in METRIC_COLUMNS)
+        lines.append(f"| {name} | {pm(r['valid']['NDCG@10'])} | " + " | ".join(pm(r["test"][c]) for c in METRIC_COLUMNS)
                      + (f" | {vs['diff']:+.4f} | {_p(vs['p'])} |" if vs else " | – | – |"))
     slice_names = list(study["slice_sizes"])
-    lines += ["", f"## Test NDCG@10 by target popularity (mean ± sd over seeds; p: paired t-test vs {base})", "",
+    lines += ["", f"## Test NDCG@10 by target popularity ({over.split(':')[0]}; p: paired t-test vs {base})", "",
               "| model | " + " | ".join(f"{n} ({study['slice_sizes'][n]} users)" for n in slice_names) + " |",
               "|---|" + "---|" * len(slice_names)]
     for label, r in rows.items():
         cells = []
         for n in slice_names:
             vs = r.get("vs_baseline", {}).get(n)
-            cells.append(_pm(r["slices"][n]) + (f" (p {_p(vs['p'])})" if vs else ""))
+            cells.append(pm(r["slices"][n]) + (f" (p {_p(vs['p'])})" if vs else ""))
         lines.append(f"| {label} | " + " | ".join(cells) + " |")
     if study.get("grid"):
         lines += ["", "## Grid: every setting per row (the chosen one, by mean validation NDCG@10, in bold)", "",
@@ -145,7 +150,7 @@ def study_markdown(study: dict) -> str:
             for v in variants.values():
                 setting = ", ".join(f"{k}={val}" for k, val in v["setting"].items())
                 setting = f"**{setting}**" if v["chosen"] else setting
-                lines.append(f"| {label} | {setting} | {_pm(v['valid NDCG@10'])} | {_pm(v['test NDCG@10'])} | "
+                lines.append(f"| {label} | {setting} | {pm(v['valid NDCG@10'])} | {pm(v['test NDCG@10'])} | "
                              f"{v['seconds']['mean']:.0f} |")
     if study.get("best_earec_by_valid"):
         lines += ["", f"Bold: the EARec row with the best mean validation NDCG@10 ({study['best_earec_by_valid']})."]

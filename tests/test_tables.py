@@ -3,7 +3,8 @@ tables, the explain report, the aligned-model card)."""
 
 from __future__ import annotations
 
-from earec_core.tables import explain_markdown, metrics_table, model_card, results_markdown, sweep_markdown
+from earec_core.tables import (explain_markdown, metrics_table, model_card, results_markdown, study_markdown,
+                                sweep_markdown)
 from earec_core.workspace import Workspace
 
 
@@ -83,3 +84,19 @@ def test_model_card_tables_a_composition_and_a_modality_s_sources():
             "| ↳ a | 1 | 2 | 3 |\n") in card
     assert "2 steps, 3 s; anchor loss 4.000 (first 1 steps) -> 2.000 (last 1)" in card and "- ROUGE-L: 0.5\n" in card
     assert card.endswith("`earec embed THIS_FOLDER --dataset D` (only the dataset it was aligned on).\n")
+
+
+def _study(seeds: list[int]) -> dict:
+    cell = {"mean": 0.125, "sd": 0.0}
+    metrics = {c: cell for c in ("HR@10", "NDCG@10", "HR@50", "NDCG@50")}
+    row = {"valid": metrics, "test": metrics, "slices": {"all": cell}}
+    return {"rows": {"ID SASRec": row, "EARec_TB": {**row, "vs_baseline": {"all": {"diff": 0.0, "p": 0.5}}}},
+            "baseline": "ID SASRec", "seeds": seeds, "slice_sizes": {"all": 10}, "best_earec_by_valid": "EARec_TB", "method": "test"}
+
+
+def test_study_table_shows_no_spread_for_one_seed():
+    """One seed measures no spread: the cells hold the mean alone, never a made-up '± 0.0000'."""
+    one, three = study_markdown(_study([0])), study_markdown(_study([0, 1, 2]))
+    assert "±" not in one.split("\n\n", 1)[1].split("Method")[0].replace("mean ± sd", "")
+    assert "one seed (0)" in one and "| 0.1250 |" in one
+    assert "0.1250 ± 0.0000" in three and "mean ± sd over seeds 0, 1, 2" in three
