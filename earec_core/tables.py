@@ -122,7 +122,8 @@ def study_markdown(study: dict) -> str:
     rows, base = study["rows"], study["baseline"]
     seeds = ", ".join(map(str, study["seeds"]))
     multi = len(study["seeds"]) > 1
-    over = f"mean ± sd over seeds {seeds}" if multi else f"one seed ({seeds}): no spread measured"
+    spread = "mean ± sd over seeds" if multi else f"one seed ({seeds})"
+    over = f"{spread} {seeds}" if multi else f"{spread}: no spread measured"
     pm = functools.partial(_pm, sd=multi)
     lines = [f"## Test metrics, {over} (leave-one-out, full ranking)", "",
              "| model | valid NDCG@10 | " + " | ".join(f"test {c}" for c in METRIC_COLUMNS)
@@ -134,7 +135,7 @@ def study_markdown(study: dict) -> str:
         lines.append(f"| {name} | {pm(r['valid']['NDCG@10'])} | " + " | ".join(pm(r["test"][c]) for c in METRIC_COLUMNS)
                      + (f" | {vs['diff']:+.4f} | {_p(vs['p'])} |" if vs else " | – | – |"))
     slice_names = list(study["slice_sizes"])
-    lines += ["", f"## Test NDCG@10 by target popularity ({over.split(':')[0]}; p: paired t-test vs {base})", "",
+    lines += ["", f"## Test NDCG@10 by target popularity ({spread}; p: paired t-test vs {base})", "",
               "| model | " + " | ".join(f"{n} ({study['slice_sizes'][n]} users)" for n in slice_names) + " |",
               "|---|" + "---|" * len(slice_names)]
     for label, r in rows.items():

@@ -11,11 +11,10 @@ trained items whose metadata (anchor + attributes) is most similar by TF-IDF cos
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import math
 import re
 from collections import Counter
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -70,11 +69,11 @@ class BehaviorModality(Modality):
         table = ctx.id_item_table(self.options.get("recommender", "sasrec"))[1:]  # row i-1 = catalog item i
         trained = ctx.dataset.splits.train_item_counts()[1:] > 0
         catalog = ctx.dataset.catalog
-        keep = trained.clone()
+        keep = trained
         if missing == "neighbours" and bool(trained.any()) and not bool(trained.all()):
             table = table.clone()
             table[~trained] = neighbour_rows(catalog.items, table, trained, k)
-            keep[:] = True
+            keep = torch.ones_like(trained)
         ids = [iid for i, iid in enumerate(catalog.ids) if keep[i]]
         ItemFeatures(ids, table[keep]).save(ctx.artifact_dir(self.name) / TABLE_FILE, tensor="table")
         self.load(ctx.artifact_dir(self.name))
